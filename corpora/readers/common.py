@@ -16,12 +16,15 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, Literal
 from urllib.parse import unquote, urlsplit
 
 OnError = Literal["raise", "yield"]
+# What reading a damaged or truncated gzip file raises (besides EOFError for a cut member).
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, zlib.error)
 ON_ERROR_CHOICES = ("raise", "yield")
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import IO, Any
 
-from corpora.readers.common import ReaderError, Source, open_text, source_name
+from corpora.readers.common import GZIP_ERRORS, ReaderError, Source, open_text, source_name
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +32,24 @@ _WS = re.compile(r"[ \t\n\r]*")
 
 
 class JsonStreamError(ReaderError):
-    """The file is not a well-formed JSON array. ``index`` is the element where reading stopped
-    (None when the file does not start an array at all); ``offset`` the character offset."""
+    """The file is not a well-formed JSON array.
 
-    def __init__(self, message: str, index: int | None, offset: int) -> None:
-        super().__init__(message)
+    ``index`` is the element where reading stopped (None when the file does not start an array
+    at all), ``reason`` what was wrong, ``offset`` the character offset in the file.
+    """
+
+    def __init__(self, source: str, index: int | None, reason: str, offset: int) -> None:
+        where = source if index is None else f"{source}: element {index}"
+        super().__init__(f"{where}: {reason} (offset {offset})")
+        self.source = source
         self.index = index
+        self.reason = reason
         self.offset = offset
 
 
 class _Buffer:
-    """A sliding text window over a stream: ``text[pos:]`` is unread, ``base`` counts dropped chars."""
+    """A sliding text window over a stream: ``text[pos:]`` is unread; ``base`` counts the
+    characters dropped from the front, so ``base + pos`` is the offset in the file."""
 
     def __init__(self, fh: IO[str], chunk_chars: int) -> None:
         self.fh = fh
@@ -105,11 +112,11 @@ def _iter_array(
     decoder = json.JSONDecoder()
     try:
         first = buf.peek()
-    except UnicodeDecodeError as exc:
-        raise JsonStreamError(f"{label}: not UTF-8 text: {exc}", None, 0) from None
+    except (UnicodeDecodeError, *GZIP_ERRORS) as exc:
+        raise JsonStreamError(label, None, f"unreadable: {type(exc).__name__}: {exc}", 0) from None
     if first != "[":
         what = "empty file" if first == "" else f"starts with {first!r}"
-        raise JsonStreamError(f"{label}: not a JSON array ({what})", None, buf.offset())
+        raise JsonStreamError(label, None, f"not a JSON array ({what})", buf.offset())
     buf.pos += 1
     index = 0
     try:
@@ -125,34 +132,21 @@ def _iter_array(
                     buf.pos += 1
                     break
                 if sep == "":
-                    raise JsonStreamError(
-                        f"{label}: element {index}: truncated file: the array is not closed "
-                        f"after element {index - 1} (offset {buf.offset()})",
-                        index,
-                        buf.offset(),
-                    )
+                    reason = f"truncated file: the array is not closed after element {index - 1}"
+                    raise JsonStreamError(label, index, reason, buf.offset())
                 if sep != ",":
-                    raise JsonStreamError(
-                        f"{label}: element {index}: invalid JSON: expected ',' or ']' after "
-                        f"element {index - 1}, found {sep!r} (offset {buf.offset()})",
-                        index,
-                        buf.offset(),
-                    )
+                    reason = f"invalid JSON: expected ',' or ']' after element {index - 1}"
+                    raise JsonStreamError(label, index, f"{reason}, found {sep!r}", buf.offset())
                 buf.pos += 1
         trailing = buf.peek()
     except UnicodeDecodeError as exc:
-        raise JsonStreamError(
-            f"{label}: element {index}: not UTF-8 text near offset {buf.offset()}: {exc}",
-            index,
-            buf.offset(),
-        ) from None
+        raise JsonStreamError(label, index, f"not UTF-8 text: {exc}", buf.offset()) from None
+    except GZIP_ERRORS as exc:
+        reason = f"truncated or damaged gzip file: {type(exc).__name__}: {exc}"
+        raise JsonStreamError(label, index, reason, buf.offset()) from None
     if trailing:
-        raise JsonStreamError(
-            f"{label}: element {index}: data after the end of the array "
-            f"(offset {buf.offset()}: {trailing!r})",
-            index,
-            buf.offset(),
-        )
+        reason = f"data after the end of the array: {trailing!r}"
+        raise JsonStreamError(label, index, reason, buf.offset())
     logger.debug("%s: %d elements", label, index)
 
 
@@ -162,17 +156,9 @@ def _decode_element(
     """Decode the element starting at ``buf.pos`` (after whitespace), reading more as needed."""
     start_char = buf.peek()
     if start_char == "":
-        raise JsonStreamError(
-            f"{label}: element {index}: truncated file: expected an element",
-            index,
-            buf.offset(),
-        )
+        raise JsonStreamError(label, index, "truncated file: expected an element", buf.offset())
     if start_char == "]":
-        raise JsonStreamError(
-            f"{label}: element {index}: invalid JSON: trailing comma before ']'",
-            index,
-            buf.offset(),
-        )
+        raise JsonStreamError(label, index, "invalid JSON: trailing comma", buf.offset())
     while True:
         try:
             value, end = decoder.raw_decode(buf.text, buf.pos)
@@ -183,9 +169,7 @@ def _decode_element(
             if buf.eof or not incomplete:
                 kind = "truncated file" if incomplete else "invalid JSON"
                 raise JsonStreamError(
-                    f"{label}: element {index}: {kind}: {exc.msg} (offset {buf.offset(exc.pos)})",
-                    index,
-                    buf.offset(exc.pos),
+                    label, index, f"{kind}: {exc.msg}", buf.offset(exc.pos)
                 ) from None
             _grow(buf, label, index, max_chars)
             continue
@@ -200,10 +184,6 @@ def _decode_element(
 def _grow(buf: _Buffer, label: str, index: int, max_chars: int) -> None:
     pending = len(buf.text) - buf.pos
     if pending > max_chars:
-        raise JsonStreamError(
-            f"{label}: element {index}: larger than {max_chars} characters "
-            f"(offset {buf.offset()}); raise max_element_chars if this is intended",
-            index,
-            buf.offset(),
-        )
+        reason = f"element larger than max_element_chars={max_chars}"
+        raise JsonStreamError(label, index, reason, buf.offset())
     buf.fill(pending)
