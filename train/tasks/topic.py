@@ -1,0 +1,76 @@
+"""TITP / TITS (MSP): predict the topic of an image-text pair, the words of the text that are
+also detector labels of the image's regions (W ∩ L), as a multi-label target over the vocab.
+
+Head (LXMERT-S public code): Linear(H,V) -> GELU -> LayerNorm(V) -> BCE with logits, averaged
+over the V classes (the paper's 1/v) and the batch. W and L are compared as WordPiece ids: the
+text's own tokens (before masking) against the WordPieces of the class names of its regions.
+The target is taken on the pair as shown, matched or not (the shown image's labels).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train.data import Batch
+from train.model import EncoderOutput, init_weights
+from train.tasks.base import Task, TaskSetup
+
+
+def topic_targets(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    obj_ids: torch.Tensor,
+    visual_mask: torch.Tensor,
+    label_pieces: torch.Tensor,
+    vocab_size: int,
+    special_ids: list[int],
+) -> torch.Tensor:
+    """Multi-hot W ∩ L: float [B,V].
+
+    input_ids int64 [B,L] (clean), attention_mask bool [B,L], obj_ids int64 [B,N], visual_mask
+    bool [B,N], label_pieces int64 [C,P] (-1 padded).
+    """
+    b = input_ids.shape[0]
+    words = torch.zeros((b, vocab_size + 1), dtype=torch.bool, device=input_ids.device)
+    words.scatter_(1, input_ids.masked_fill(~attention_mask, vocab_size), True)
+    pieces = label_pieces[obj_ids]  # [B,N,P]
+    pieces = pieces.masked_fill(~visual_mask[..., None] | (pieces < 0), vocab_size)
+    labels = torch.zeros_like(words)
+    labels.scatter_(1, pieces.reshape(b, -1), True)
+    topic = (words & labels)[:, :vocab_size]
+    topic[:, special_ids] = False
+    return topic.float()
+
+
+def topic_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE with logits, mean over classes and pairs: logits, targets float [B,V]."""
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+
+class Topic(Task):
+    """TITP (stage P, phrases) and TITS (stage S, sentences): same head, separate weights."""
+
+    def __init__(self, name: str, setup: TaskSetup) -> None:
+        super().__init__(name)
+        vocab = setup.model.vocab_size
+        self.head = nn.Sequential(
+            nn.Linear(setup.model.hidden, vocab), nn.GELU(), nn.LayerNorm(vocab, eps=1e-12)
+        )
+        self.head.apply(init_weights)
+        self.vocab_size, self.special_ids = vocab, list(setup.special_ids)
+        self.register_buffer("label_pieces", setup.label_pieces.clone(), persistent=False)
+
+    def forward(self, out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        clean = batch.input_ids if batch.input_ids_orig is None else batch.input_ids_orig
+        targets = topic_targets(
+            clean,
+            batch.attention_mask,
+            batch.obj_ids,
+            batch.visual_mask,
+            self.label_pieces,
+            self.vocab_size,
+            self.special_ids,
+        )
+        return {self.name: topic_loss(self.head(out.pooled), targets)}
