@@ -134,20 +134,16 @@ class Demo:
             overrides=[
                 f"features={self.out / 'features'}",
                 f"out={self.out / 'train'}",
-                f"hard_negatives={_parquet_dir(self.out / 'hard_negatives')}",
-                f"eval_text={_parquet_dir(self.out / 'captions')}",
-                f"stage_text.T={_parquet_dir(self.out / 'token_labels')}",
-                f"stage_text.P={_parquet_dir(self.out / 'phrases')}",
-                f"stage_text.S={_parquet_dir(self.out / 'captions')}",
+                f"hard_negatives={self.out / 'hard_negatives'}",
+                f"eval.captions={self.out / 'captions'}",
+                f"stages.T.text={self.out / 'token_labels'}",
+                f"stages.P.text={self.out / 'phrases'}",
+                f"stages.S.text={self.out / 'captions'}",
                 f"seed={self.args.seed}",
                 *self.args.train_overrides,
             ],
         )
         return train(cfg, progress=True)
-
-
-def _parquet_dir(path: Path) -> str:
-    return str(path)
 
 
 def _random(manifest: dict[str, Any]) -> dict[str, Any]:
