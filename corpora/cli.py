@@ -44,7 +44,9 @@ def _pipeline(argv: list[str]) -> int:
         return 0 if argv else 2
     job, rest = argv[0], argv[1:]
     if job not in PIPELINE_JOBS:
-        print(f"msp pipeline: unknown job {job!r}; one of {', '.join(PIPELINE_JOBS)}", file=sys.stderr)
+        print(
+            f"msp pipeline: unknown job {job!r}; one of {', '.join(PIPELINE_JOBS)}", file=sys.stderr
+        )
         return 2
     module = importlib.import_module(PIPELINE_JOBS[job][0])
     return int(module.run(rest) or 0)
@@ -52,7 +54,9 @@ def _pipeline(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2

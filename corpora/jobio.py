@@ -32,7 +32,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n"
+    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -66,7 +68,10 @@ def write_rejects(out_dir: str | os.PathLike, rejects: Iterable[dict[str, Any]])
 
 def file_entry(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
-    return {"path": p.name if p.is_file() else str(p), "bytes": p.stat().st_size if p.exists() else 0}
+    return {
+        "path": p.name if p.is_file() else str(p),
+        "bytes": p.stat().st_size if p.exists() else 0,
+    }
 
 
 def write_manifest(

@@ -9,6 +9,7 @@ a sidecar as absent. ``ShardIndex`` reads the sidecars to serve ``get(key)`` wit
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tarfile
@@ -44,17 +45,33 @@ def completed_keys(out_dir: str | os.PathLike, prefix: str) -> set[str]:
     return keys
 
 
-def _index_tar(path: Path) -> dict[str, dict[str, list[int]]]:
+def _index_tar(tar: tarfile.TarFile) -> dict[str, dict[str, list[int]]]:
     """key -> member suffix -> [offset, size] of the member data inside the tar."""
     index: dict[str, dict[str, list[int]]] = {}
-    with tarfile.open(path, "r:") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            base = os.path.basename(info.name)
-            key, _, suffix = base.partition(".")
-            index.setdefault(key, {})[suffix] = [info.offset_data, info.size]
+    for info in tar:
+        if not info.isfile():
+            continue
+        key, _, suffix = os.path.basename(info.name).partition(".")
+        index.setdefault(key, {})[suffix] = [info.offset_data, info.size]
     return index
+
+
+def tar_bytes(samples: list[dict[str, Any]]) -> tuple[bytes, dict[str, dict[str, list[int]]]]:
+    """Samples -> (tar bytes, member index), for writers that place whole shards themselves
+    (e.g. a Beam DoFn writing shard ``i`` through a filesystem abstraction)."""
+    buf = io.BytesIO()
+    writer = wds.TarWriter(buf, encoder=False, mtime=0.0)
+    for sample in samples:
+        writer.write(sample)
+    writer.close()  # closes the tar stream only: ``buf`` is not the writer's own
+    data = buf.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        return data, _index_tar(tar)
+
+
+def shard_sidecar(name: str, keys: list[str], members: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar (``.json`` beside each shard) that marks it complete and indexes it."""
+    return {"shard": name, "keys": list(keys), "count": len(keys), "members": members}
 
 
 class ShardWriter:
@@ -110,8 +127,9 @@ class ShardWriter:
         self._tar.close()
         final = self.out_dir / shard_name(self.prefix, self.next_index)
         os.replace(self._tmp, final)
-        index = _index_tar(final)
-        sidecar = {"shard": final.name, "keys": self._keys, "count": len(self._keys), "members": index}
+        with tarfile.open(final, "r:") as tar:
+            index = _index_tar(tar)
+        sidecar = shard_sidecar(final.name, self._keys, index)
         tmp_json = final.with_suffix(".json.tmp")
         tmp_json.write_text(json.dumps(sidecar))
         os.replace(tmp_json, final.with_suffix(".json"))

@@ -20,6 +20,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+import warnings
 
 _STATE: dict[str, bool] = {}
 
@@ -58,6 +59,10 @@ def ensure() -> dict[str, bool]:
         return dict(_STATE)
     from PIL import Image
 
+    # detectron2 0.6 decorates helpers with torch.jit.script and calls meshgrid without
+    # ``indexing``: harmless deprecation noise on current torch, silenced for these two only.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
+    warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release")
     pil_linear = False
     if not hasattr(Image, "LINEAR"):
         Image.LINEAR = Image.BILINEAR  # type: ignore[attr-defined]

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 
-NUM_OBJECTS = 1600
-NUM_ATTRIBUTES = 400
+from corpora.vocab import NUM_ATTRIBUTES, NUM_OBJECTS, label_names
+
+__all__ = ["NUM_ATTRIBUTES", "NUM_OBJECTS", "load_vocab", "placeholder_vocab", "top_labels"]
 
 
 def load_vocab(path: str | os.PathLike, expected: int) -> list[str]:
     """Display names from a label file; raise ValueError unless it has ``expected`` lines."""
-    lines = Path(path).read_text().splitlines()
-    if lines and not lines[-1].strip():
-        lines = lines[:-1]
-    if len(lines) != expected:
-        raise ValueError(f"label file {path} has {len(lines)} lines; the detector has {expected}")
-    return [line.split(",")[0].strip() for line in lines]
+    return label_names(path, expected)
 
 
 def placeholder_vocab(prefix: str, size: int) -> list[str]:

@@ -18,10 +18,7 @@ use). A retried write produces the same bytes.
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tarfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -29,6 +26,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from corpora.shards import shard_sidecar, tar_bytes
 from pipeline.common import Counters
 from pipeline.lait_config import JOB
 
@@ -100,24 +98,6 @@ class WritePairs(beam.PTransform):
         )
 
 
-def shard_bytes(samples: list[dict[str, Any]]) -> tuple[bytes, dict[str, dict[str, list[int]]]]:
-    """Samples (sorted) -> (tar bytes, key -> member suffix -> [data offset, size])."""
-    import webdataset as wds
-
-    buf = io.BytesIO()
-    writer = wds.TarWriter(buf, encoder=False, mtime=0.0)
-    for sample in samples:
-        writer.write(sample)
-    writer.close()  # closes the tar stream only: ``buf`` is not the writer's own
-    data = buf.getvalue()
-    index: dict[str, dict[str, list[int]]] = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        for info in tar:
-            key, _, suffix = os.path.basename(info.name).partition(".")
-            index.setdefault(key, {})[suffix] = [info.offset_data, info.size]
-    return data, index
-
-
 def _atomic_write(path: str, data: bytes) -> None:
     tmp = path + ".tmp"
     with FileSystems.create(tmp) as fh:
@@ -148,12 +128,12 @@ class WriteShardFn(beam.DoFn):
     def process(self, item: tuple[int, Iterable[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
         index, samples = item
         ordered = sorted(samples, key=lambda s: s["__key__"])
-        data, members = shard_bytes(ordered)
+        data, members = tar_bytes(ordered)
         name = f"{IMAGE_PREFIX}-{index:06d}.tar"
         path = FileSystems.join(self.out_dir, name)
         _atomic_write(path, data)
         keys = [s["__key__"] for s in ordered]
-        sidecar = {"shard": name, "keys": keys, "count": len(keys), "members": members}
+        sidecar = shard_sidecar(name, keys, members)
         _atomic_write(path[: -len(".tar")] + ".json", json.dumps(sidecar).encode())
         self.counters.inc("shards.write")
         self.counters.inc("images.write", len(keys))

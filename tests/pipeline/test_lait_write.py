@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from corpora.shards import ShardIndex, completed_shards
-from pipeline.lait_write import PAIR_SCHEMA, WriteImageShards, WritePairs, shard_bytes, to_row
+from corpora.shards import tar_bytes as shard_bytes
+from pipeline.lait_write import PAIR_SCHEMA, WriteImageShards, WritePairs, to_row
 
 
 def kept_pair(n: int) -> tuple[dict, tuple[str, dict]]:
