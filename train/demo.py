@@ -143,7 +143,7 @@ class Demo:
                 *self.args.train_overrides,
             ],
         )
-        summary = train(cfg, progress=True)
+        summary = train(cfg, progress=True, resume="latest")  # a killed demo resumes
         m = cfg.model
         summary["model_note"] = (
             f"Model: a REDUCED LXMERT-S for a 2-core CPU ({m.cross_layers} cross-modality layers, "
