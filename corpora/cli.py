@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 PIPELINE_JOBS: dict[str, tuple[str, str]] = {
     "lait": ("pipeline.lait", "filtered web image-text pairs (ImageBERT's LAIT)"),
     "phrases": ("pipeline.phrases", "Visual Genome phrases without verbs (MSP stage P)"),
+    "concepts": ("pipeline.concepts", "scene-graph phrase concepts and their vocabulary (MVPTR)"),
     "captions": ("pipeline.captions", "caption tables with splits and provenance (stage S)"),
     "token-labels": ("pipeline.token_labels", "detector labels as stage-T text"),
     "hard-negatives": ("pipeline.hard_negatives", "top-M most similar images per image"),

@@ -1,29 +1,38 @@
 """MSP stage S text: caption tables with provenance (``source``) and ``split``.
 
     msp pipeline captions --out OUT [--coco captions_train2014.json ...] [--karpathy FILE]
-                          [--vg VG_DIR] [--tsv FILE ...] [--force] [Beam options]
+                          [--karpathy-captions dataset_flickr30k.json ...] [--vg VG_DIR]
+                          [--tsv FILE ...] [--lait LAIT_OUT ...] [--force] [Beam options]
 
-Sources (at least one):
+Sources (at least one; formats in :mod:`pipeline.text_sources`): ``--coco`` COCO caption files,
+``--karpathy-captions`` the sentences of Karpathy split files (Flickr30k has no other caption
+file), ``--tsv`` Conceptual-Captions TSV, ``--lait`` the LAIT job's output folder or
+``pairs-*.parquet`` files, ``--vg`` Visual Genome region descriptions (as LXMERT uses them).
 
-* ``--coco``: COCO caption files. ``image_id`` is the stem of the image's ``file_name``
-  ("COCO_val2014_000000391895"), ``coco_id`` the COCO image id. The split comes from the file name
-  (``captions_{train,val,test}*.json``) or, with ``--karpathy``, from the Karpathy file ("restval"
-  counts as train); with ``--karpathy`` an image absent from it is rejected (``split``).
-* ``--vg``: Visual Genome region descriptions as captions (as LXMERT uses them): split "train",
-  one row per distinct phrase of an image; an image whose COCO or Flickr twin is in a val/test
-  split (of the COCO files or the Karpathy file) is rejected (``heldout``).
-* ``--tsv``: Conceptual-Captions TSV (caption, url). ``image_id`` is the URL's file stem, the key
-  the downloaded image gets; a URL without a file name is rejected. Split from the file name
-  (train when it names none).
+Split rules, in order:
 
-Split isolation: rows are grouped by image; an image found in several splits keeps only the rows
-of its most held-out split (test > val > train) and the others are rejected, so a test image
-never reaches the train rows. An image key naming different images (two COCO ids, two URLs) is
-rejected whole (``key``).
+1. Each row starts with its file's split: COCO and TSV from the file name (a COCO file whose
+   name states none needs ``--karpathy``), Karpathy rows their own ("restval" is train), LAIT
+   and VG rows "train".
+2. ``--karpathy FILE``: the split of every ``--coco`` row comes from it; a ``--coco`` image the
+   file does not list is rejected (``split``).
+3. Held-out twins: a VG image whose COCO or Flickr twin (``image_data.json``'s ``coco_id`` /
+   ``flickr_id``) is a val/test image is rejected (``heldout``): the twin is the same picture
+   under another key. Val/test images come from ``--karpathy``, the Karpathy caption files and,
+   without ``--karpathy``, the COCO files.
+4. Per image key, over all sources together (the key is what the trainer joins features by):
+   within one source, a key that names two images (two COCO ids, two URLs) rejects that
+   source's rows of the key (``key``); the most held-out split wins (test > val > train) and
+   rows of any other split are rejected (``split``), so a test image never reaches the train
+   rows whichever source names it; a caption repeating another caption of the image (compared
+   after :func:`pipeline.text_norm.normalise_phrase`: case, spacing, end punctuation; e.g. the
+   same COCO caption from ``--coco`` and ``--karpathy-captions``) is rejected (``duplicate``);
+   the first of :data:`READERS` keeps it.
 
 Output ``captions-SSSSS-of-NNNNN.parquet``: ``image_id``, ``text``, ``split``, ``source``
-("coco", "vg", "cc"), ``coco_id`` (int64), ``url``, ``caption_id``. Accounting: one input per
-caption, region or TSV line (and per malformed record); kept = rows written.
+("coco", "flickr30k", "cc", "lait", "vg"), ``coco_id`` (int64), ``url``, ``caption_id``.
+Accounting: one input per caption, sentence, region, TSV line or pair (and per malformed
+record); kept = rows written (``kept.<source>`` per source).
 """
 
 from __future__ import annotations
@@ -31,19 +40,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import re
+from collections import defaultdict
 from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 
-from corpora.readers.coco import iter_coco_captions
-from corpora.readers.common import Malformed
-from corpora.readers.tsv import iter_caption_tsv
 from pipeline import common
-from pipeline.text_io import WriteTable, end_job, start_job, table_schema
-from pipeline.text_norm import dedupe_key, normalise_phrase
+from pipeline.text_io import WriteTable, end_job, start_job, table_files, table_schema
+from pipeline.text_norm import normalise_phrase
+from pipeline.text_sources import ReadCaptionSource, VGCaptions, identity
 from pipeline.text_splits import (
     HELD_OUT,
     HeldOutKeys,
@@ -62,7 +68,7 @@ SCHEMA = table_schema(
     pa.field("url", pa.string()),
     pa.field("caption_id", pa.string()),
 )
-_SPACE = re.compile(r"\s+")
+READERS = ("coco", "karpathy", "tsv", "lait", "vg")  # also the order a duplicate is kept in
 
 
 @dataclasses.dataclass
@@ -73,77 +79,14 @@ class CaptionsConfig:
     coco: list[str] = dataclasses.field(default_factory=list)
     coco_splits: dict[str, str | None] = dataclasses.field(default_factory=dict)
     karpathy: str | None = None
+    karpathy_captions: list[str] = dataclasses.field(default_factory=list)
     vg: str | None = None
     tsv: list[str] = dataclasses.field(default_factory=list)
-
-
-def _clean(text: str) -> str:
-    return _SPACE.sub(" ", text).strip()
-
-
-def _row(image_id: str, text: str, split: str | None, source: str, **extra: Any) -> dict:
-    row = {"image_id": image_id, "text": text, "split": split, "source": source}
-    row.update({"coco_id": None, "url": None, "caption_id": None, **extra})
-    return row
-
-
-class _ReadCoco(beam.DoFn):
-    """One COCO caption file -> ``(image key, row)``; malformed records are rejected."""
-
-    def __init__(self, namespace: str, splits: dict[str, str | None]) -> None:
-        self.counters = common.Counters(namespace)
-        self.splits = splits
-
-    def process(self, path: str):
-        for item in iter_coco_captions(path, on_error="yield", split=self.splits[path]):
-            self.counters.inc("inputs")
-            if isinstance(item, Malformed):
-                yield common.reject(item.input_id, "read", item.describe())
-                continue
-            yield (
-                item.image_key,
-                _row(
-                    item.image_key,
-                    _clean(item.caption),
-                    item.split,
-                    "coco",
-                    coco_id=int(item.image_id) if str(item.image_id).isdigit() else None,
-                    caption_id=str(item.caption_id),
-                ),
-            )
-
-
-class _ReadTsv(beam.DoFn):
-    """One caption TSV -> ``(image key, row)``; malformed lines are rejected."""
-
-    def __init__(self, namespace: str) -> None:
-        self.counters = common.Counters(namespace)
-
-    def process(self, path: str):
-        split = split_from_name(path) or "train"
-        for item in iter_caption_tsv(path, on_error="yield"):
-            self.counters.inc("inputs")
-            if isinstance(item, Malformed):
-                yield common.reject(item.input_id, "read", item.describe())
-            elif item.image_key is None:
-                reason = f"url {item.url!r} has no file name to key the image by"
-                yield common.reject(f"{os.path.basename(path)}:line{item.line}", "key", reason)
-            else:
-                yield item.image_key, _row(
-                    item.image_key, _clean(item.caption), split, "cc", url=item.url,
-                    caption_id=f"{os.path.basename(path)}:line{item.line}",
-                )  # fmt: skip
-
-
-def _identity(row: dict) -> str:
-    return f"coco:{row['coco_id']}" if row["source"] == "coco" else str(row["url"])
+    lait: list[str] = dataclasses.field(default_factory=list)
 
 
 class _Settle(beam.DoFn):
-    """Per image: the Karpathy split (if used), one image per key, the most held-out split.
-
-    Emits rows, ``(held-out key, split)`` pairs of COCO rows on the ``heldout`` output, rejects.
-    """
+    """Rule 2 and rule 4 for one image key."""
 
     def __init__(self, namespace: str, use_karpathy: bool) -> None:
         self.counters = common.Counters(namespace)
@@ -151,38 +94,47 @@ class _Settle(beam.DoFn):
 
     def process(self, element):
         key, grouped = element
-        rows = sorted(grouped["rows"], key=lambda r: (str(r["caption_id"]), r["text"]))
-        if not rows:
-            return
-        identities = sorted({_identity(r) for r in rows})
-        if len(identities) > 1:
-            reason = f"image key {key!r} names {len(identities)} images: {identities[:3]}"
-            for r in rows:
-                yield common.reject(r["caption_id"], "key", reason)
-            return
+        rows = sorted(
+            grouped["rows"], key=lambda r: (READERS.index(r["reader"]), r["input_id"], r["text"])
+        )
         if self.use_karpathy:
             karpathy = sorted(grouped["karpathy"])
-            if not karpathy:
-                for r in rows:
-                    yield common.reject(
-                        r["caption_id"], "split", "image not in the karpathy split file"
-                    )
-                return
-            rows = [{**r, "split": karpathy[0][0]} for r in rows]
-        top = max_split({r["split"] for r in rows})
+            settled = []
+            for r in rows:
+                if r["reader"] != "coco":
+                    settled.append(r)
+                elif karpathy:
+                    settled.append({**r, "split": karpathy[0][0]})
+                else:
+                    yield common.reject(r["input_id"], "split", "image not in the karpathy file")
+            rows = settled
+        by_reader: dict[str, set[str]] = defaultdict(set)
         for r in rows:
-            if r["split"] != top:
+            by_reader[r["reader"]].add(identity(r))
+        top = max_split({r["split"] for r in rows}) if rows else None
+        seen: dict[str, str] = {}
+        for r in rows:
+            names = sorted(by_reader[r["reader"]])
+            text_key = normalise_phrase(r["text"])
+            if len(names) > 1:
+                reason = f"image key {key!r} names {len(names)} images: {names[:3]}"
+                yield common.reject(r["input_id"], "key", reason)
+            elif r["split"] != top:
                 yield common.reject(
-                    r["caption_id"], "split", f"image {key} is also in the {top} split"
+                    r["input_id"], "split", f"image {key} is also in the {top} split"
                 )
-                continue
-            yield r
-        if top in HELD_OUT and rows[0]["coco_id"] is not None:
-            yield beam.pvalue.TaggedOutput("heldout", (f"coco:{rows[0]['coco_id']}", top))
+            elif text_key in seen:
+                reason = f"caption repeats {seen[text_key]} of image {key}"
+                yield common.reject(r["input_id"], "duplicate", reason)
+            else:
+                seen[text_key] = r["input_id"]
+                self.counters.inc("kept")
+                self.counters.inc(f"kept.{r['source']}")
+                yield r
 
 
 class SettleSplits(beam.PTransform):
-    """``(image key, row)`` (+ Karpathy splits) -> ``(rows, rejects, heldout)``."""
+    """``(image key, row)`` of every source (+ Karpathy splits) -> ``(rows, rejects)``."""
 
     def __init__(self, namespace: str, karpathy=None) -> None:
         super().__init__()
@@ -198,97 +150,64 @@ class SettleSplits(beam.PTransform):
             | "GroupByImage" >> beam.CoGroupByKey()
             | "Settle"
             >> beam.ParDo(_Settle(self.namespace, self.karpathy is not None)).with_outputs(
-                common.REJECTS, "heldout", main="rows"
+                common.REJECTS, main="rows"
             )
         )
-        return settled.rows, settled.rejects, settled.heldout
+        return settled.rows, settled.rejects
 
 
-class _VGCaptions(beam.DoFn):
-    """VG regions of an image -> one caption row per distinct phrase."""
-
-    def __init__(self, namespace: str) -> None:
-        self.counters = common.Counters(namespace)
-
-    def process(self, image: dict[str, Any]):
-        seen: dict[str, int] = {}
-        for region_id, phrase in image["regions"]:
-            input_id = f"{image['image_id']}/{region_id}"
-            key = dedupe_key(normalise_phrase(phrase))
-            if not key:
-                yield common.reject(input_id, "normalise", f"phrase {phrase!r} is empty")
-            elif key in seen:
-                reason = f"phrase {phrase!r} repeats region {seen[key]} of the image"
-                yield common.reject(input_id, "duplicate", reason)
-            else:
-                seen[key] = region_id
-                yield _row(
-                    image["image_id"], _clean(phrase), "train", "vg",
-                    coco_id=image["coco_id"], caption_id=str(region_id),
-                )  # fmt: skip
-
-
-class _CountKept(beam.DoFn):
-    def __init__(self, namespace: str) -> None:
-        self.counters = common.Counters(namespace)
-
-    def process(self, row: dict):
-        self.counters.inc("kept")
-        self.counters.inc(f"kept.{row['source']}")
-        yield row
+def _twins(row: dict[str, Any], coco_files_count: bool):
+    """``(held-out key, split)`` of a val/test row whose image VG may show under its own id."""
+    if row["split"] not in HELD_OUT or (row["reader"] == "coco" and not coco_files_count):
+        return
+    if row["coco_id"] is not None:
+        yield f"coco:{row['coco_id']}", row["split"]
+    elif row["source"] == "flickr30k":
+        yield f"flickr:{row['image_id']}", row["split"]
 
 
 def build(p: beam.Pipeline, cfg: CaptionsConfig) -> None:
     """Add the captions job to ``p``."""
-    rows, rejects, heldout = [], [], []
+    keyed, rejects, twins = [], [], []
     karpathy = None
     if cfg.karpathy:
         karpathy = p | "Karpathy" >> ReadKarpathySplits(cfg.karpathy, JOB)
-        heldout.append(karpathy | "KarpathyHeldOut" >> HeldOutKeys())
-    if cfg.coco:
-        coco = (
-            p
-            | "CocoPaths" >> beam.Create(cfg.coco)
-            | "ReadCoco"
-            >> beam.ParDo(_ReadCoco(JOB, cfg.coco_splits)).with_outputs(common.REJECTS, main="rows")
-        )
-        coco_rows, coco_rejects, coco_heldout = coco.rows | "CocoSplits" >> SettleSplits(
-            JOB, karpathy
-        )
-        rows.append(coco_rows)
-        rejects += [coco.rejects, coco_rejects]
-        heldout.append(coco_heldout)
-    if cfg.tsv:
-        tsv = (
-            p
-            | "TsvPaths" >> beam.Create(cfg.tsv)
-            | "ReadTsv" >> beam.ParDo(_ReadTsv(JOB)).with_outputs(common.REJECTS, main="rows")
-        )
-        tsv_rows, tsv_rejects, _ = tsv.rows | "TsvSplits" >> SettleSplits(JOB)
-        rows.append(tsv_rows)
-        rejects += [tsv.rejects, tsv_rejects]
+        twins.append(karpathy | "KarpathyHeldOut" >> HeldOutKeys())
+    sources = (
+        ("coco", cfg.coco, "Coco"),
+        ("karpathy", cfg.karpathy_captions, "KarpathyCaptions"),
+        ("tsv", cfg.tsv, "Tsv"),
+        ("lait", cfg.lait, "Lait"),
+    )
+    for reader, paths, label in sources:
+        if not paths:
+            continue
+        rows, bad = p | f"Read{label}" >> ReadCaptionSource(reader, paths, JOB, cfg.coco_splits)
+        keyed.append(rows)
+        rejects.append(bad)
+        if reader in ("coco", "karpathy"):
+            count = not cfg.karpathy
+            twins.append(
+                rows | f"{label}HeldOut" >> beam.FlatMap(lambda kv, c=count: _twins(kv[1], c))
+            )
     if cfg.vg:
         held = None  # without COCO or Karpathy splits nothing is held out
-        if heldout:
+        if twins:
             held = (
-                heldout
-                | "HeldOutKeys" >> beam.Flatten()
-                | "OneSplitPerKey" >> beam.CombinePerKey(max_split)
+                twins
+                | "HeldOutTwins" >> beam.Flatten()
+                | "OneSplitPerTwin" >> beam.CombinePerKey(max_split)
             )
         images, vg_rejects = p | "ReadVG" >> ReadVGImages(cfg.vg, JOB, held)
-        vg = images | "VGCaptions" >> beam.ParDo(_VGCaptions(JOB)).with_outputs(
-            common.REJECTS, main="rows"
-        )
-        rows.append(vg.rows)
-        rejects += [vg_rejects, vg.rejects]
-    _ = (
-        rows
-        | "AllRows" >> beam.Flatten()
-        | "CountKept" >> beam.ParDo(_CountKept(JOB))
-        | "Write" >> WriteTable(cfg.out, TABLE, SCHEMA)
+        vg_rows, vg_bad = images | "VGCaptions" >> VGCaptions(JOB)
+        keyed.append(vg_rows)
+        rejects += [vg_rejects, vg_bad]
+    rows, settle_rejects = (
+        keyed | "AllRows" >> beam.Flatten() | "Settle" >> SettleSplits(JOB, karpathy)
     )
+    _ = rows | "Write" >> WriteTable(cfg.out, TABLE, SCHEMA)
     _ = (
-        rejects
+        [*rejects, settle_rejects]
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> common.WriteRejects(cfg.out, JOB)
     )
@@ -302,26 +221,32 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--coco", nargs="+", default=[], help="COCO caption JSON files")
     parser.add_argument("--karpathy", help="Karpathy split JSON (splits for the COCO files)")
+    parser.add_argument(
+        "--karpathy-captions", nargs="+", default=[],
+        help="Karpathy split files whose sentences are captions (dataset_flickr30k.json ...)",
+    )  # fmt: skip
     parser.add_argument("--vg", help="Visual Genome folder (region descriptions as captions)")
     parser.add_argument("--tsv", nargs="+", default=[], help="caption TSV files (caption, url)")
+    parser.add_argument("--lait", nargs="+", default=[], help="LAIT output folders / pairs files")
     args, options = common.parse_args(parser, argv)
-    if not (args.coco or args.vg or args.tsv):
-        parser.error("give at least one of --coco, --vg, --tsv")
+    if not (args.coco or args.karpathy_captions or args.vg or args.tsv or args.lait):
+        parser.error("give at least one of --coco, --karpathy-captions, --vg, --tsv, --lait")
     splits = {path: split_from_name(path) for path in args.coco}
     unknown = [path for path, split in splits.items() if split is None]
     if unknown and not args.karpathy:
         parser.error(f"no split in the name of {unknown}: name them captions_<split>*.json "
                      "or pass --karpathy")  # fmt: skip
     try:  # fail before touching the output folder
+        lait = table_files(args.lait, "pairs-*.parquet")
         if args.vg:
             vg_file(args.vg, REGIONS_FILE)
-            if args.coco or args.karpathy:  # held-out twins are found through image_data.json
+            if args.coco or args.karpathy or args.karpathy_captions:  # twins need image_data
                 vg_file(args.vg, IMAGES_FILE)
     except FileNotFoundError as exc:
         parser.error(str(exc))
     cfg = CaptionsConfig(
-        out=args.out, coco=args.coco, coco_splits=splits, karpathy=args.karpathy, vg=args.vg,
-        tsv=args.tsv,
+        out=args.out, coco=args.coco, coco_splits=splits, karpathy=args.karpathy,
+        karpathy_captions=args.karpathy_captions, vg=args.vg, tsv=args.tsv, lait=lait,
     )  # fmt: skip
     job = start_job(cfg.out, JOB, cfg, args.force, (TABLE,))
     if job is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -194,3 +195,133 @@ def test_split_rules_from_names_and_karpathy_files(tmp_path):
         ("1000092795", ("test", "flickr:1000092795")),
         ("10002456", ("train", "flickr:10002456")),
     ]
+
+
+def _lait(root: Path) -> Path:
+    """A LAIT output folder: pairs-*.parquet in the LAIT job's layout (a subset of its columns)."""
+    folder = root / "lait"
+    folder.mkdir()
+    pairs = [
+        ("a3f1", "Sunset over the harbour", "https://w.example/a.jpg", "page1#img0"),
+        ("b7c2", "  A red   tram in the city ", "https://w.example/b.jpg", "page2#img3"),
+        (None, "no image id", "https://w.example/c.jpg", "page3#img0"),
+        ("d9e4", "   ", "https://w.example/d.jpg", "page4#img1"),
+    ]
+    table = pa.table({
+        "image_id": [p[0] for p in pairs], "caption": [p[1] for p in pairs],
+        "score": [0.9, 0.8, 0.7, 0.6], "image_url": [p[2] for p in pairs],
+        "page_url": ["https://w.example/"] * 4, "input_id": [p[3] for p in pairs],
+    })  # fmt: skip
+    pq.write_table(table, folder / "pairs-00000-of-00001.parquet")
+    return folder
+
+
+def _flickr(root: Path) -> Path:
+    path = root / "dataset_flickr30k.json"
+    path.write_text(json.dumps({"dataset": "flickr30k", "images": [
+        {"filename": "1000092795.jpg", "imgid": 0, "split": "test", "sentences": [
+            {"raw": "Two young guys with shaggy hair.", "tokens": ["two"], "sentid": 0},
+            {"raw": "Two men in green shirts.", "tokens": ["two"], "sentid": 1}]},
+        {"filename": "10002456.jpg", "imgid": 1, "split": "restval", "sentences": [
+            {"raw": "Several men in hard hats.", "tokens": ["several"], "sentid": 2},
+            {"tokens": ["no", "raw"], "sentid": 3}]},  # malformed: no "raw"
+    ]}))  # fmt: skip
+    return path
+
+
+def _coco_karpathy(root: Path) -> Path:
+    path = root / "dataset_coco.json"
+    path.write_text(json.dumps({"dataset": "coco", "images": [
+        {"filepath": "train2017", "filename": "000000000003.jpg", "imgid": 3, "cocoid": 3,
+         "split": "train", "sentences": [
+             {"raw": "a red bus", "tokens": ["a"], "sentid": 30},  # repeats COCO caption 104
+             {"raw": "A bus parked by the kerb.", "tokens": ["a"], "sentid": 31}]},
+    ]}))  # fmt: skip
+    return path
+
+
+def _vg_flickr_twin(root: Path) -> Path:
+    vg = root / "vg2"
+    vg.mkdir()
+    region = {"region_id": 5001, "image_id": 50, "phrase": "man with shaggy hair", "x": 0,
+              "y": 0, "width": 9, "height": 9}  # fmt: skip
+    (vg / "region_descriptions.json").write_text(json.dumps([{"id": 50, "regions": [region]}]))
+    (vg / "image_data.json").write_text(json.dumps([
+        {"image_id": 50, "url": "https://h/VG_100K/50.jpg", "width": 9, "height": 9,
+         "coco_id": None, "flickr_id": 1000092795}]))  # fmt: skip
+    return vg
+
+
+def test_lait_karpathy_sources_and_cross_source_isolation(tmp_path):
+    train, test = _coco(tmp_path)
+    tsv = tmp_path / "cc_train.tsv"
+    tsv.write_text("a dog and a ball\thttps://img.example/000000000002.jpg\n"  # COCO test key
+                   "a cat on a mat\thttps://img.example/mat.jpg\n")  # fmt: skip
+    out = tmp_path / "out"
+    argv = ["--coco", str(train), str(test), "--tsv", str(tsv), "--lait", str(_lait(tmp_path)),
+            "--karpathy-captions", str(_flickr(tmp_path)), str(_coco_karpathy(tmp_path)),
+            "--vg", str(_vg_flickr_twin(tmp_path)), "--out", str(out)]  # fmt: skip
+    assert captions.run(argv) == 0
+    rows = _rows(out)
+    got = {(r["source"], r["image_id"], r["split"], r["text"]) for r in rows}
+    assert {r for r in got if r[0] in ("lait", "flickr30k", "cc")} == {
+        ("lait", "a3f1", "train", "Sunset over the harbour"),
+        ("lait", "b7c2", "train", "A red tram in the city"),
+        ("flickr30k", "1000092795", "test", "Two young guys with shaggy hair."),
+        ("flickr30k", "1000092795", "test", "Two men in green shirts."),
+        ("flickr30k", "10002456", "train", "Several men in hard hats."),
+        ("cc", "mat", "train", "a cat on a mat"),
+    }
+    assert ("coco", "000000000003", "train", "A bus parked by the kerb.") in got  # Karpathy row
+    lait = next(r for r in rows if r["image_id"] == "a3f1")
+    assert lait["url"] == "https://w.example/a.jpg" and lait["caption_id"] == "page1#img0"
+    flickr = next(r for r in rows if r["source"] == "flickr30k")
+    assert flickr["coco_id"] is None and flickr["caption_id"] in {"0", "1"}
+    # no key is both a training image and a held-out one, whatever the source
+    by_split: dict[str, set[str]] = {}
+    for r in rows:
+        by_split.setdefault(r["split"], set()).add(r["image_id"])
+    assert not by_split["train"] & (by_split["test"] | by_split.get("val", set()))
+
+    rejects = _rejects(out)
+    assert {k: v for k, v in rejects.items() if not k.isdigit()} == {
+        "page3#img0": "read",  # LAIT pair without image id
+        "page4#img1": "read",  # blank caption
+        "dataset_flickr30k.json:1/1": "read",  # image 1, sentence 1: no "raw"
+        "cc_train.tsv:line1": "split",  # its key is the COCO test image 000000000002
+        "dataset_coco.json:30": "duplicate",  # "a red bus" repeats COCO caption 104
+        "50/5001": "heldout",  # VG image whose Flickr twin is a Karpathy test image
+    }
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"] == manifest["kept"] + manifest["rejected"]
+    assert manifest["kept"] == len(rows) and manifest["counters"]["kept.lait"] == 2
+
+
+def test_sample_corpus_splits_never_leak(tmp_path):
+    sample = pytest.importorskip("corpora.sample")
+    root = tmp_path / "sample"
+    sample.generate(root, seed=0, num_scenes=50)
+    coco = root / "coco"
+    out = tmp_path / "out"
+    argv = ["--coco", *(str(coco / f"captions_{s}.json") for s in ("train", "val", "test")),
+            "--karpathy", str(coco / "dataset_karpathy.json"), "--vg", str(root / "vg"),
+            "--tsv", str(root / "cc" / "captions.tsv"), "--out", str(out)]  # fmt: skip
+    assert captions.run(argv) == 0
+    rows = _rows(out)
+    karpathy = json.loads((coco / "dataset_karpathy.json").read_text())["images"]
+    held = {Path(im["filename"]).stem for im in karpathy if im["split"] in ("val", "test")}
+    train_keys = {r["image_id"] for r in rows if r["split"] == "train"}
+    assert held and not train_keys & held  # VG, CC and COCO rows of held-out images are gone
+    assert {r["image_id"] for r in rows if r["split"] == "test"} <= held
+    assert {r["source"] for r in rows} == {"coco", "vg", "cc"}
+    truth = json.loads((root / "ground_truth" / "cc.json").read_text())
+    rejects = _rejects(out)
+    unreadable = {f"captions.tsv:line{m['line']}" for m in truth["malformed"]
+                  if m["reason"] != "missing_image"}  # fmt: skip
+    assert {k for k, step in rejects.items() if step == "read" and "captions.tsv" in k} == (
+        unreadable
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (
+        manifest["inputs"] == manifest["kept"] + manifest["rejected"] == (len(rows) + len(rejects))
+    )

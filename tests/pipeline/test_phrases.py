@@ -18,35 +18,46 @@ VERB_CASES = {
     "green old car": True,
     "a man in a black shirt": True,
     "man's shirt": True,  # possessive 's is PART, not AUX
-    # auxiliaries: clauses, dropped
+    # 1. auxiliaries: clauses, dropped
     "sky is blue": False,
     "cars are parked": False,
     "the man is smiling": False,
     "man has hair": False,
-    # participles used as adjectives before a noun: kept
+    # 2. participles used as adjectives before a noun: kept
     "parked car": True,
     "smiling man": True,
     "man with raised arm": True,
     "brightly lit room": True,  # adverb dependant allowed
     "rolled up sleeve": True,  # particle dependant allowed
     "his raised arm": True,  # possessive pronoun before it
-    # gerund nouns and ADJ-tagged participles: not verbs
+    "flying red bird": True,  # parsed as gerund + object after the carrier's "of"
+    "closed yellow box": True,  # an adjective between participle and noun
+    "sleeping cat": True,
+    "snow covered mountain": True,  # the noun before it is its npadvmod, not its subject
+    # 2. ... unless a noun before it is its subject, or it is an action with its object
+    "baseball player swinging bat": False,
+    "riding horse": False,
+    "holding umbrella": False,
+    # 3. gerund nouns, ADJ-tagged participles and noun compounds: not verbs
     "dining table": True,
     "living room": True,
     "striped shirt": True,
-    # tagger mistakes handled by the carrier sentence / the compound list
     "stop sign": True,
     "folded napkin": True,
-    "cutting board": True,
-    # verbs heading the phrase, with objects or prepositions, after the noun: dropped
+    "cutting board": True,  # lexicalised gerund compound parsed as verb + object
+    # 4. tagger mistakes corrected by rule
+    "red car left of blue bus": True,  # left/VERB acl
+    "white dog close to orange tree": True,  # to orange/VERB xcomp
+    "orange bus next to orange ball": True,  # to/AUX orange/VERB
+    "man left the car": False,  # the verb leave is still a verb
+    # 4. a verb the tagger calls a noun is not caught: kept (known limit)
+    "zebra grazing": True,
+    # 5. verbs heading the phrase, with objects or prepositions, after the noun: dropped
     "a man riding a horse": False,
     "man wearing a hat": False,
     "car parked on the street": False,
     "people walking": False,
     "sign that says stop": False,
-    "baseball player swinging bat": False,  # amod by the parser, but a noun acts before it
-    # a phrase-initial participle with an object is ambiguous; dropped on purpose
-    "sleeping cat": False,
 }
 
 
@@ -63,6 +74,8 @@ def test_verb_policy_on_real_model(tagger):
     by_phrase = dict(zip(cases, reasons, strict=True))
     assert by_phrase["sky is blue"].startswith("auxiliary 'is'")
     assert by_phrase["man wearing a hat"].startswith("verb 'wearing' (VERB/VBG")
+    # the one-by-one path (the benchmark's peer) decides the same
+    assert tagger.reasons_one_by_one(cases) == reasons
 
 
 def test_normalise_and_dedupe_key():
@@ -229,3 +242,44 @@ def test_held_out_exclusion_needs_image_data(tmp_path):
     with pytest.raises(SystemExit):
         phrases.run(argv)
     assert not (tmp_path / "out").exists()
+
+
+# The sample corpus writes its verbs from a closed list of templates (corpora/sample/text.py):
+# a phrase has a verb when one of these words follows its first word ("dog standing on the
+# grass", "the cat is black"); a participle opening the phrase is an adjective ("flying red
+# bird", "parked car"). Photos' phrases are hand-written with the same words.
+SAMPLE_VERBS = frozenset(
+    {
+        "blooming", "drifting", "driving", "floating", "flying", "growing", "hanging", "has",
+        "is", "looking", "lying", "made", "parked", "resting", "sailing", "sewn", "shining",
+        "sitting", "standing", "walking", "wearing",
+    }
+)  # fmt: skip
+KNOWN_MISSES = {"rocket standing between two towers"}  # standing/NOUN: rule 4's known limit
+
+
+def test_sample_corpus_against_its_templates(tmp_path):
+    sample = pytest.importorskip("corpora.sample")
+    root = tmp_path / "sample"
+    sample.generate(root, seed=0, num_scenes=50)
+    out = tmp_path / "out"
+    assert phrases.run(["--vg", str(root / "vg"), "--out", str(out)]) == 0
+    regions = {
+        r["region_id"]: r["phrase"]
+        for im in json.loads((root / "vg" / "region_descriptions.json").read_text())
+        for r in im["regions"]
+    }
+    kept = {rid for row in _rows(out) for rid in row["region_ids"]}
+    dropped = {int(k.split("/")[1]) for k, (step, _) in _rejects(out).items() if step == "verb"}
+
+    def has_verb(phrase: str) -> bool:
+        return any(w in SAMPLE_VERBS for w in phrase.split()[1:])
+
+    wrongly_kept = {regions[r] for r in kept if has_verb(regions[r])}
+    wrongly_dropped = {regions[r] for r in dropped if not has_verb(regions[r])}
+    assert wrongly_kept == KNOWN_MISSES and not wrongly_dropped
+    assert len(dropped) > 100 and len(kept) > 200  # both kinds are well represented
+    adjectival = {regions[r].split()[0] for r in kept}
+    assert {"parked", "flying", "shining"} <= adjectival
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"] == manifest["kept"] + manifest["rejected"] == len(regions)

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from corpora.schema import FeatureSample
 from corpora.shards import ShardWriter
+from corpora.wordpiece_labels import LabelTokens, stage_t
 from pipeline import token_labels
 
 
@@ -121,6 +122,9 @@ def test_detector_labels_from_shards(tmp_path, vg_labels_dir):
         "img2": "television",
     }
     assert rows["img1"]["num_boxes"] == 4 and rows["img1"]["source"] == "detector"
+    # the trainer's stage-T builder names the same labels the same way
+    labels = LabelTokens.from_files(vocab, None, num_objects=None)
+    assert stage_t(labels, [50, 51, 50, 52], dedupe=True).text == rows["img1"]["text"]
     assert rejects == {"img3": "labels", "img4": "labels", "bad7": "read"}
     assert (manifest["inputs"], manifest["kept"], manifest["rejected"]) == (5, 2, 3)
     assert any("randomly initialised" in w for w in manifest["warnings"])
