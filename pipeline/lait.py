@@ -3,7 +3,9 @@
 Usage::
 
     msp pipeline lait --input GLOB_OR_FOLDER [--input ...] --out OUT [--min-side 300]
-        [--max-shared 5] [--url-map http://host/=DIR/web/] [--force] [Beam options]
+        [--max-shared 5] [--url-map http://host/=DIR/web/] [--max-graphic 0.6]
+        [--max-nonphoto 0.5] [--max-text-area 0.08] [--max-adult 0.6] [--scorer labels]
+        [--force] [Beam options]
 
 ``--input`` takes WARC files (``.warc``, ``.warc.gz``), saved HTML pages (``.html``) and
 caption TSV files (``caption<TAB>image path or URL``), as globs or folders (every such file
@@ -14,8 +16,18 @@ too), ``file://`` images are read under the inputs' folders, the network only wi
 
 Steps (one module each, wired here): read (``lait_read``) -> pages (``lait_pages``, rule for
 dominant images in ``lait_dom``) -> text (``lait_text``) -> images (``lait_images``, bytes from
-the WARC or ``lait_fetch``) -> score (``lait_score``) -> aggregate (``lait_aggregate``) ->
-outputs (``lait_write``).
+the WARC or ``lait_fetch``) -> filters (``lait_filters``: non-natural and adult images, models in
+``lait_models``) -> score (``lait_score``, relevance models in ``lait_relevance``) -> aggregate
+(``lait_aggregate``) -> outputs (``lait_write``).
+
+Models (all shipped in PyPI packages, each replaceable by a local path; see ``--help``):
+EfficientNet-lite0 (ImageNet classes), rapidocr's text detector, NudeNet, MiniLM. They load once
+per worker; ``--model-threads`` (default 1) sets each one's threads, so parallelism comes from
+the runner's workers (``--direct_num_workers``, or a cluster's).
+
+Drawn inputs: the non-natural filter rejects clip art, as ImageBERT's does. A corpus of drawings
+on purpose (the embedded sample corpus is one) turns off the two cues that see drawings with
+``--max-graphic 1 --max-nonphoto 1``; text images and adult images are still rejected.
 
 **Unit of accounting.** One input is one *candidate*: a distinct (page URL, image URL) pair
 found on a page (every ``<img>`` with a usable URL, dominant or not), or one TSV line. A page
@@ -47,6 +59,7 @@ import apache_beam as beam
 from pipeline import common
 from pipeline.lait_aggregate import LaitAggregate
 from pipeline.lait_config import JOB, LaitConfig, add_arguments, from_args
+from pipeline.lait_filters import LaitImageFilters
 from pipeline.lait_images import LaitImages
 from pipeline.lait_pages import LaitPages
 from pipeline.lait_read import BODIES, PAGES, ROWS, ReadLaitInputs
@@ -92,12 +105,34 @@ def build(pipeline: beam.Pipeline, config: LaitConfig) -> None:
     )
     captioned, text_rejects = candidates | "Text" >> LaitText(config)
     pairs, payloads, image_rejects = (captioned, read[BODIES]) | "Images" >> LaitImages(config)
+    rejects = [page_rejects, text_rejects, image_rejects]
+    if config.image_filters:
+        pairs, filter_rejects = (pairs, payloads) | "Filters" >> LaitImageFilters(config)
+        rejects.append(filter_rejects)
     scored, score_rejects = (pairs, payloads) | "Score" >> LaitScore(config)
     kept, aggregate_rejects = scored | "Aggregate" >> LaitAggregate(config)
     _ = kept | "WritePairs" >> WritePairs(out)
     _ = (kept, payloads) | "WriteImages" >> WriteImageShards(out, config.shard_size)
-    rejects = (page_rejects, text_rejects, image_rejects, score_rejects, aggregate_rejects)
-    _ = rejects | "AllRejects" >> beam.Flatten() | "WriteRejects" >> common.WriteRejects(out, JOB)
+    rejects += [score_rejects, aggregate_rejects]
+    _ = (
+        tuple(rejects)
+        | "AllRejects" >> beam.Flatten()
+        | "WriteRejects" >> common.WriteRejects(out, JOB)
+    )
+
+
+def model_sources(config: LaitConfig) -> dict[str, str]:
+    """Which weights each model step used (the manifest records it)."""
+    models: dict[str, str] = {}
+    if config.image_filters:
+        models["classifier"] = config.classifier_weights or "efficientnet-lite0 (package)"
+        models["text_detector"] = config.text_detector_model or "rapidocr PP-OCRv4 det (package)"
+        models["adult"] = config.adult_model or "nudenet 320n (package)"
+    if config.scorer == "labels":
+        models["text_embedder"] = config.text_model or "all-MiniLM-L6-v2 (package)"
+    elif config.scorer.startswith("clip:"):
+        models["clip"] = config.scorer[len("clip:") :]
+    return models
 
 
 def clear_outputs(out: Path) -> None:
@@ -113,7 +148,10 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="msp pipeline lait", description=__doc__.split("\n")[0])
     add_arguments(parser)
     args, options = common.parse_args(parser, argv)
-    config = resolve_config(args)
+    try:
+        config = resolve_config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     out = Path(config.out)
     if not args.force and common.job_complete(out, config.to_dict()):
         logger.info("lait: %s is complete for this config; skipping (use --force to redo)", out)
@@ -136,7 +174,11 @@ def run(argv: list[str] | None = None) -> int:
         config.to_dict(),
         started=started,
         outputs=[*sorted(out.glob("pairs-*.parquet")), *shards],
-        extra={"image_shards": [p.name for p in shards], "scorer": config.scorer},
+        extra={
+            "image_shards": [p.name for p in shards],
+            "scorer": config.scorer,
+            "models": model_sources(config),
+        },
     )
     logger.info(
         "lait: %d candidates -> %d pairs kept, %d rejected",

@@ -6,7 +6,9 @@ the page's content. This foundation rule uses tags and attributes only (no rende
 
 **Which URL.** For each ``<img>``: a lazy-loading attribute (``data-src``, ``data-lazy-src``,
 ``data-original``, ``data-lazy``, ``data-url``) wins, since ``src`` then holds a placeholder;
-else the widest ``srcset`` entry (``w`` descriptors, or the highest ``x`` density); else ``src``.
+else the widest ``srcset`` (or ``data-srcset``) entry (``w`` descriptors, or the highest ``x``
+density), the ``srcset`` of the ``<source>`` elements of an enclosing ``<picture>`` included;
+else ``src``.
 ``data:`` URIs and empty values give no URL: such an ``<img>`` is no candidate. URLs resolve
 against ``<base href>`` (itself resolved against the page URL) or the page URL; fragments go.
 One page gives one candidate per distinct URL (the first dominant occurrence, else the first).
@@ -21,7 +23,9 @@ One page gives one candidate per distinct URL (the first dominant occurrence, el
 3. ``decorative``: a word such as ``icon``, ``logo``, ``sprite``, ``avatar``, ``badge``,
    ``button``, ``emoji``, ``ad``/``ads``/``advert`` among the tokens of the URL path or of the
    image's ``class``/``id`` (there also ``sponsor``, ``social``, ``share``, ``rating``), or
-   ``role="presentation"``;
+   ``role="presentation"``, or an enclosing link (``<a href>``) whose host or path names an ad
+   or affiliate service (``doubleclick``, ``adclick``, ``adserver``, ``affiliate``, ...: a
+   banner, whatever its size; a link to a page or a larger image is not a reason);
 4. ``page chrome``: inside ``<nav>`` or ``<aside>``, inside a ``<header>``/``<footer>`` that is not
    part of an ``<article>``/``<main>``, or inside an element with role ``navigation``,
    ``banner``, ``contentinfo`` or ``complementary`` or with a class/id token such as ``nav``,
@@ -43,6 +47,7 @@ paragraphs is not used: on real pages it is as often about something else.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
@@ -57,6 +62,9 @@ DECOR_TOKENS = frozenset({  # URL path, class and id tokens
     "ad", "ads", "advert", "adverts", "advertisement", "divider",
 })  # fmt: skip
 DECOR_ATTR_TOKENS = DECOR_TOKENS | {"sponsor", "sponsored", "social", "share", "rating", "stars"}
+AD_LINK_TOKENS = frozenset({"ads", "adclick", "adserver", "adservice", "doubleclick",
+                            "googlesyndication", "affiliate", "affiliates", "sponsored",
+                            "banners", "clicktrack", "adnxs"})  # fmt: skip
 CHROME_TOKENS = frozenset({
     "nav", "navbar", "navigation", "menu", "menubar", "footer", "sidebar", "masthead",
     "breadcrumb", "breadcrumbs", "topbar", "toolbar",
@@ -120,14 +128,20 @@ def best_srcset(srcset: str) -> str | None:
     return best
 
 
-def chosen_url(attrs: dict[str, Any]) -> tuple[str | None, str]:
-    """The URL to fetch for an ``<img>`` and where it came from (``lazy``/``srcset``/``src``)."""
+def chosen_url(
+    attrs: dict[str, Any], picture_srcsets: Sequence[str] = ()
+) -> tuple[str | None, str]:
+    """The URL to fetch for an ``<img>`` and where it came from (``lazy``/``srcset``/``src``).
+
+    ``picture_srcsets``: the ``srcset`` values of an enclosing ``<picture>``'s ``<source>``s."""
     for name in LAZY_ATTRS:
         value = (attrs.get(name) or "").strip()
         if value and not value.startswith("data:"):
             return value, "lazy"
-    srcset = attrs.get("srcset") or attrs.get("data-srcset")
-    if srcset and (url := best_srcset(srcset)):
+    srcsets = [v for v in (attrs.get("srcset"), attrs.get("data-srcset")) if v]
+    if (srcsets or picture_srcsets) and (
+        url := best_srcset(",".join([*srcsets, *picture_srcsets]))
+    ):
         return url, "srcset"
     src = (attrs.get("src") or "").strip()
     if src and not src.startswith("data:"):
@@ -172,10 +186,13 @@ def not_dominant_reason(
     stem = unquote(parts.path).rsplit("/", 1)[-1].rsplit(".", 1)[0].lower()
     if (url_tokens | _tokens(parts.hostname)) & TRACKER_TOKENS or stem in TRACKER_STEMS:
         return "tracking pixel"
+    link = next((a for a in ancestors if a.tag == "a"), None)
+    href = urlsplit((link.attributes.get("href") or "") if link is not None else "")
     if (
         url_tokens & DECOR_TOKENS
         or (_tokens(attrs.get("class")) | _tokens(attrs.get("id"))) & DECOR_ATTR_TOKENS
         or (attrs.get("role") or "").lower() in ("presentation", "none")
+        or (_tokens(href.hostname) | _tokens(unquote(href.path))) & AD_LINK_TOKENS
     ):
         return "decorative"
     for i, anc in enumerate(ancestors):
@@ -253,7 +270,11 @@ def find_candidates(tree: Any, page_url: str, min_declared: int) -> list[Candida
     has_content_root = tree.css_first("main, article, [role=main]") is not None
     found: dict[str, Candidate] = {}
     for node in tree.css("img"):
-        raw, origin = chosen_url(node.attributes)
+        parent = node.parent
+        sources = []
+        if parent is not None and parent.tag == "picture":
+            sources = [v for src in parent.css("source") if (v := src.attributes.get("srcset"))]
+        raw, origin = chosen_url(node.attributes, sources)
         if raw is None:
             continue
         url = urldefrag(urljoin(base, raw))[0]

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 KEPT = "kept"
 TEXT_FILTERS = {"no text": "no_text", "empty": "no_text", "boilerplate": "boilerplate_text",
                 "too short": "text_length", "too long": "text_length", "spam": "spam_text",
-                "adult": "adult_text", "oov": "oov_text"}  # fmt: skip
+                "adult": "adult_text", "oov": "oov_text",
+                "not english": "non_english_text"}  # fmt: skip
 
 
 def filter_name(step: str, reason: str) -> str:
@@ -43,6 +44,8 @@ def filter_name(step: str, reason: str) -> str:
         return "tiny_image" if r.startswith("too small") else "broken_image"
     if step == "text":
         return TEXT_FILTERS.get(r.split(":")[0].split(" (")[0], "text_other")
+    if step == "filters":
+        return "adult_image" if r.startswith("adult") else "non_natural"
     if step == "aggregate":
         return "shared_description" if r.startswith("shared") else "duplicate_image"
     return "low_score" if step == "score" else step

@@ -11,7 +11,12 @@ edge punctuation trimmed), then checked in this order; the first failed check is
 3. ``adult`` / ``spam``: a word or phrase of the small lists below;
 4. ``too short`` / ``too long``: word count outside ``[min_words, max_words]``;
 5. ``oov``: more than ``max_oov`` of its alphabetic words are unknown to ``wordfreq``'s English
-   list (321k words with web words such as "selfie").
+   list (321k words with web words such as "selfie");
+6. ``not english``: its English confidence is below ``min_text_en``. The page's language was
+   decided on the whole page; a few words cannot be classified reliably by an argmax (langid
+   calls "Espresso in a red cup" Italian), so the text gets P(English | text) with the page's
+   language as prior (``LanguageId.confidence``, prior ``text_en_prior``): a German alt text on
+   an English page scores ~0, a short English one ~0.8-1.
 
 The best-ranked text that passes becomes the caption, ranked ``figcaption``/``caption`` above
 ``alt`` above ``title`` above ``surrounding`` (an author's caption is written for the image; a
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,10 +117,20 @@ class TextCheck:
     reason: str
     word_count: int
     oov: float
+    english: float | None = None  # English confidence, when it was computed
 
 
-def check_text(raw: str, min_words: int, max_words: int, max_oov: float) -> TextCheck:
-    """Clean ``raw`` and apply the checks of the module docstring in order."""
+def check_text(
+    raw: str,
+    min_words: int,
+    max_words: int,
+    max_oov: float,
+    english: Callable[[str], float] | None = None,
+    min_en: float = 0.0,
+) -> TextCheck:
+    """Clean ``raw`` and apply the checks of the module docstring in order.
+
+    ``english`` maps a text to its English confidence (check 6; skipped when None)."""
     text = clean_text(raw)
     tokens = words(text)
     lower = " ".join(w.lower() for w in tokens)
@@ -143,18 +158,27 @@ def check_text(raw: str, min_words: int, max_words: int, max_oov: float) -> Text
     oov = oov_ratio(text)
     if oov > max_oov:
         return TextCheck(text, f"oov: {oov:.2f} of words unknown", n, oov)
-    return TextCheck(text, "", n, oov)
+    en = english(text) if english is not None else None
+    if en is not None and en < min_en:
+        return TextCheck(text, f"not english: confidence {en:.2f}", n, oov, en)
+    return TextCheck(text, "", n, oov, en)
 
 
 def choose_text(
-    texts: dict[str, str], min_words: int, max_words: int, max_oov: float
+    texts: dict[str, str],
+    min_words: int,
+    max_words: int,
+    max_oov: float,
+    english: Callable[[str], float] | None = None,
+    min_en: float = 0.0,
 ) -> tuple[str, TextCheck | None, dict[str, str]]:
     """(source, check) of the caption, or ("", None) with the reason in the third item.
 
     The third item maps every present source to its reason (empty when it passed).
     """
     order = sorted(texts, key=lambda s: (SOURCE_RANK.get(s, 9), s))
-    checks = {s: check_text(texts[s], min_words, max_words, max_oov) for s in order}
+    checks = {s: check_text(texts[s], min_words, max_words, max_oov, english, min_en)
+              for s in order}  # fmt: skip
     reasons = {s: c.reason for s, c in checks.items()}
     tainted = [s for s in order if reasons[s].startswith(("adult", "spam"))]
     if tainted:
@@ -174,15 +198,26 @@ class TextFn(beam.DoFn):
     def __init__(self, config: LaitConfig) -> None:
         self.min_words, self.max_words = config.min_words, config.max_words
         self.max_oov = config.max_oov
+        self.min_en, self.prior = config.min_text_en, config.text_en_prior
         self.counters = Counters(JOB)
+        self._english: Callable[[str], float] | None = None
 
     def setup(self) -> None:
+        from pipeline.lait_pages import LanguageId
+
         in_vocabulary("the")  # loads wordfreq's English list once per worker
+        langid = LanguageId()
+        self._english = lambda text: langid.confidence(text, "en", self.prior)
 
     def process(self, cand: dict[str, Any]) -> Iterator[Any]:
         self.counters.inc("in.text")
         source, check, reasons = choose_text(
-            cand.get("texts") or {}, self.min_words, self.max_words, self.max_oov
+            cand.get("texts") or {},
+            self.min_words,
+            self.max_words,
+            self.max_oov,
+            self._english,
+            self.min_en,
         )
         if check is None:
             reason = reasons[""]
@@ -199,6 +234,7 @@ class TextFn(beam.DoFn):
             "text_source": source,
             "word_count": check.word_count,
             "oov_ratio": round(check.oov, 4),
+            "text_en": None if check.english is None else round(check.english, 4),
             "texts_failed": {s: r for s, r in reasons.items() if r and s},
         }
 

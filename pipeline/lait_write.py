@@ -1,9 +1,11 @@
 """Outputs of the LAIT job: the pairs table and the WebDataset image shards.
 
 ``pairs-SSSSS-of-NNNNN.parquet``: one row per kept pair, columns in ``PAIR_SCHEMA`` (the pair,
-plus each filter's value: page language probability, DOM features, word count, OOV ratio,
-image size and format, score, how many images share the description, how many pairs the image
-had).
+plus each filter's value: page language probability, DOM features, word count, OOV ratio, the
+text's English confidence, image size and format, the image filters' scores (non-photo class
+mass, text area and lines, graphic statistic, adult score; null when the filters were off), the
+top ImageNet labels (JSON), score, how many images share the description, how many pairs the
+image had).
 
 ``images-NNNNNN.tar``: WebDataset shards (``corpora.shards`` layout): ``__key__`` = image_id
 (sha256 of the image bytes), one image member (``jpg``/``png``/``webp``: the bytes as found, or
@@ -36,6 +38,8 @@ PAIR_SCHEMA = pa.schema(
         ("image_id", pa.string()),
         ("caption", pa.string()),
         ("score", pa.float64()),
+        ("relevance", pa.float64()),
+        ("text_prior", pa.float64()),
         ("image_url", pa.string()),
         ("page_url", pa.string()),
         ("text_source", pa.string()),
@@ -52,6 +56,7 @@ PAIR_SCHEMA = pa.schema(
         ("in_figure", pa.bool_()),
         ("word_count", pa.int32()),
         ("oov_ratio", pa.float64()),
+        ("text_en", pa.float64()),
         ("texts_failed", pa.string()),
         ("image_format", pa.string()),
         ("image_mode", pa.string()),
@@ -60,6 +65,12 @@ PAIR_SCHEMA = pa.schema(
         ("image_origin", pa.string()),
         ("normalized", pa.string()),
         ("frames", pa.int32()),
+        ("nonphoto_mass", pa.float64()),
+        ("text_area", pa.float64()),
+        ("text_lines", pa.int32()),
+        ("graphic", pa.float64()),
+        ("adult_image", pa.float64()),
+        ("imagenet_top", pa.string()),
         ("scorer", pa.string()),
         ("shared_count", pa.int32()),
         ("n_pairs", pa.int32()),
@@ -74,6 +85,7 @@ def to_row(pair: dict[str, Any]) -> dict[str, Any]:
     for key in ("url_from", "declared_w", "declared_h", "in_figure"):
         row[key] = dom.get(key)
     row["texts_failed"] = json.dumps(pair.get("texts_failed") or {}, sort_keys=True)
+    row["imagenet_top"] = json.dumps(pair.get("imagenet_top") or [])
     return row
 
 

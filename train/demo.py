@@ -79,6 +79,12 @@ class Demo:
             str(self.sample / "web"),
             "--url-map",
             f"http://sample.msp.invalid/={self.sample / 'web'}/",
+            # The sample's scenes are drawings: the non-natural filter's graphic and non-photo
+            # cues would reject them (their text-area and adult cues stay on).
+            "--max-graphic",
+            "1",
+            "--max-nonphoto",
+            "1",
         ]
         summary = self._beam("pipeline.lait", argv, out)
         summary["ground_truth"] = evaluate_against_ground_truth(out, self.sample)

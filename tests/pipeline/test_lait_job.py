@@ -226,7 +226,9 @@ def test_lait_job_end_to_end(crawl, tmp_path):
     argv = ["--input", str(web / "crawl-*.warc.gz"), "--input", str(web / "html" / "*.html"),
             "--input", str(crawl["root"] / "saved" / "*.html"),
             "--input", str(crawl["tsv"]), "--out", str(out), "--url-map", f"{HOST}={web}/",
-            "--shard-size", "2"]  # fmt: skip
+            "--shard-size", "2",
+            # gradients stand in for photos here: the image models are tested elsewhere
+            "--no-image-filters", "--scorer", "heuristic"]  # fmt: skip
     assert lait.run(argv) == 0
     rows, rejects, manifest = _read_outputs(out)
     want = expected(crawl)
@@ -283,3 +285,9 @@ def test_lait_job_end_to_end(crawl, tmp_path):
     assert lait.run([*argv, "--force"]) == 0
     assert (out / "manifest.json").stat().st_mtime_ns != stamp
     assert json.loads((out / "manifest.json").read_text())["kept"] == 5
+
+
+def test_lait_job_refuses_labels_without_image_filters(tmp_path):
+    with pytest.raises(SystemExit):  # argparse's error exit, before any work
+        lait.run(["--input", str(tmp_path), "--out", str(tmp_path / "o"), "--no-image-filters"])
+    assert not (tmp_path / "o").exists()

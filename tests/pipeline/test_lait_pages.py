@@ -10,7 +10,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from pipeline.lait_config import LaitConfig
 from pipeline.lait_dom import best_srcset, declared_size, find_candidates
-from pipeline.lait_pages import LaitPages, decode_html
+from pipeline.lait_pages import LaitPages, LanguageId, decode_html
 
 URL = "http://site.invalid/blog/post.html"
 TEXT = (
@@ -38,6 +38,44 @@ def test_decode_http_charset_first_then_meta_then_detection():
     assert decode_html(b"<p>x</p>", "no-such-charset")[1] == "detected:utf-8"
 
 
+ENGLISH = ("<p>Our caf\u00e9\u2019s cr\u00e8me br\u00fbl\u00e9e and espresso are the best in town "
+           "\u2014 come and try them. We roast the beans ourselves every morning.</p>")  # fmt: skip
+RUSSIAN = ("<p>Мы провели день в гавани, наблюдая, как рыбацкие лодки возвращаются домой. Свет "
+           "был мягким, а вода спокойной после шторма.</p>")  # fmt: skip
+POLISH = ("<p>Spędziliśmy popołudnie w porcie, obserwując powracające łodzie rybackie. Światło "
+          "było miękkie, a woda spokojna po burzy.</p>")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "how"),
+    [
+        (ENGLISH, "utf-16-le", "nul-pattern:utf-16-le"),  # UTF-16 without a BOM
+        (ENGLISH, "utf-16-be", "nul-pattern:utf-16-be"),
+        (RUSSIAN, "utf-16-le", "nul-pattern:utf-16-le"),  # also valid UTF-8 byte for byte
+        (ENGLISH, "cp1252", "detected:cp1252"),  # undeclared legacy encodings
+        (RUSSIAN, "cp1251", "detected:cp1251"),
+        (RUSSIAN, "koi8-r", "detected:koi8-r"),
+    ],
+)
+def test_decode_undeclared_encodings(text, encoding, how):
+    html = f"<html><body>{text}<img src='a.jpg'></body></html>"
+    assert decode_html(html.encode(encoding)) == (html, how)
+
+
+def test_decode_gzip_wrong_declarations_and_misread_latin2():
+    import gzip
+
+    html = f"<html><body>{ENGLISH}</body></html>"
+    assert decode_html(gzip.compress(html.encode()), "utf-8") == (html, "gzip+http:utf-8")
+    # the NUL pattern outranks a wrong HTTP charset (UTF-16 is never what a header says here)
+    assert decode_html(html.encode("utf-16-le"), "utf-8") == (html, "nul-pattern:utf-16-le")
+    # undeclared Central European text is read as cp1252: mangled, but still not English
+    polish, how = decode_html(f"<html><body>{POLISH}</body></html>".encode("cp1250"))
+    assert how == "detected:cp1252" and "popo³udnie" in polish
+    lang, prob = LanguageId().classify(polish)
+    assert lang == "pl" and prob > 0.9
+
+
 @pytest.mark.parametrize(
     ("img", "reason"),
     [
@@ -55,6 +93,11 @@ def test_decode_http_charset_first_then_meta_then_detection():
         ('<div class="sidebar-widget"><img src="/a.jpg"></div>', "page chrome"),
         ('<div role="navigation"><img src="/a.jpg"></div>', "page chrome"),
         ('<img src="/a.jpg" width="80" height="60">', "small declared size"),
+        ('<a href="https://ad.doubleclick.net/c?x=1"><img src="/a.jpg"></a>', "decorative"),
+        (
+            '<a href="/go/affiliate/123"><img src="/a.jpg" width="600" height="400"></a>',
+            "decorative",
+        ),
         ('<img src="/a.jpg" style="width:64px;height:64px">', "small declared size"),
     ],
 )
@@ -72,6 +115,9 @@ def test_dominant_images_and_urls():
         f"{TEXT}</article></main>"
         '<aside><img src="/side.jpg"></aside><div><img src="/outside.jpg"></div>'
         '<figure><img src="/fig.jpg#frag"></figure>'
+        '<figure><picture><source srcset="/pic-800.webp 800w, /pic-1600.webp 1600w" '
+        'type="image/webp"><img src="/pic.jpg"></picture></figure>'
+        '<figure><a href="/photos/big.jpg"><img src="/linked.jpg"></a></figure>'
     )
     got = candidates(body)
     assert got == {
@@ -82,6 +128,8 @@ def test_dominant_images_and_urls():
         "http://site.invalid/side.jpg": (False, "page chrome"),
         "http://site.invalid/outside.jpg": (False, "outside content"),
         "http://site.invalid/fig.jpg": (True, ""),
+        "http://site.invalid/pic-1600.webp": (True, ""),  # the widest <picture> source
+        "http://site.invalid/linked.jpg": (True, ""),  # a link to a larger image is fine
     }
     # <base href> changes how relative URLs resolve; without a content root all may count
     based = candidates('<img src="pic.jpg">' + TEXT, head='<base href="http://cdn.invalid/m/">')

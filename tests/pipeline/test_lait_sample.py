@@ -3,6 +3,11 @@
 The sample's cases cover every filter (non-English pages, site chrome, broken and tiny images,
 missing, boilerplate, short/long, spam, adult and made-up texts, a description on seven images,
 re-posted images); each filter must reach precision and recall >= 0.95 on them.
+
+The sample's scenes are flat-colour drawings, which the non-natural filter's default rejects
+(as it should: ``test_lait_filters``); the sample's ground truth keeps them, so this run, like
+the demo, turns off the two cues that see drawings (``--max-graphic 1 --max-nonphoto 1``).
+The text-area cue, the adult-image filter and the relevance scorer run as by default.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pipeline.lait_eval import evaluate_against_ground_truth, format_table
 sample = pytest.importorskip("corpora.sample")
 logger = logging.getLogger(__name__)
 HOST = "http://sample.msp.invalid/"
+DRAWINGS_OK = ["--max-graphic", "1", "--max-nonphoto", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +32,8 @@ def sample_run(tmp_path_factory):
     sample.generate(root / "sample", seed=0, num_scenes=50)  # the smallest corpus (~1 s)
     out = root / "lait"
     argv = ["--input", str(root / "sample" / "web"), "--out", str(out),
-            "--url-map", f"{HOST}={root / 'sample' / 'web'}/"]  # fmt: skip
+            "--url-map", f"{HOST}={root / 'sample' / 'web'}/",
+            *DRAWINGS_OK]  # fmt: skip
     assert lait.run(argv) == 0
     return root / "sample", out
 
@@ -58,3 +65,18 @@ def test_sample_accounting(sample_run):
     assert manifest["inputs"] == manifest["kept"] + manifest["rejected"]
     assert manifest["kept"] == len(filters["kept"])
     assert manifest["steps"]["write"]["images"] == manifest["kept"]
+    assert manifest["models"]["text_embedder"].startswith("all-MiniLM-L6-v2")
+
+
+def test_sample_pairs_carry_every_filter_score(sample_run):
+    import pyarrow.parquet as pq
+
+    _, out = sample_run
+    rows = [r for f in sorted(out.glob("pairs-*.parquet")) for r in pq.read_table(f).to_pylist()]
+    for row in rows:
+        assert row["scorer"] == "labels" and row["text_en"] >= 0.5
+        assert row["score"] == pytest.approx(row["relevance"] + 0.5 * row["text_prior"], abs=1e-5)
+        assert row["adult_image"] < 0.2 and row["text_area"] <= 0.08
+        assert len(json.loads(row["imagenet_top"])) == 5
+    photos = [r for r in rows if r["graphic"] < 0.6]  # the packaged photos among the drawings
+    assert 6 <= len(photos) <= 8 and len(rows) - len(photos) >= 30

@@ -64,12 +64,34 @@ def test_choose_text_ranking_and_taint():
     assert choose_text({}, 3, 50, 0.3)[2][""].startswith("no text")
 
 
+def test_english_confidence_of_short_texts():
+    from pipeline.lait_pages import LanguageId
+
+    langid = LanguageId()
+    english = lambda t: langid.confidence(t, "en", 0.5)  # noqa: E731
+    # an argmax calls this Italian; with the page's language as prior it is English
+    assert langid.classify("Espresso in a red cup")[0] != "en"
+    assert english("Espresso in a red cup") > 0.7
+    assert english("Ein brauner Hund läuft über die Wiese") < 0.01
+    assert english("Un chat gris dort sur le canapé") < 0.01
+    got = check_text("Zwei Boote liegen im Hafen", 3, 50, 1.0, english, 0.5)
+    assert got.reason.startswith("not english") and got.english < 0.05
+    ok = check_text("Two boats in the harbour", 3, 50, 0.3, english, 0.5)
+    assert ok.reason == "" and ok.english > 0.9
+    source, check, reasons = choose_text(
+        {"alt": "Ein brauner Hund im Park", "title": "A brown dog in the park"}, 3, 50, 1.0,
+        english, 0.5,
+    )  # fmt: skip
+    assert source == "title" and reasons["alt"].startswith("not english")
+
+
 def test_lait_text_transform():
     cands = [
         {"input_id": "1", "texts": {"alt": "A red kite high above the dunes"}},
         {"input_id": "2", "texts": {"alt": "logo"}},
         {"input_id": "3", "texts": {}},
         {"input_id": "4", "texts": {"caption": "Two boats in the harbour", "alt": "boats"}},
+        {"input_id": "5", "texts": {"alt": "Ein roter Drachen hoch über den Dünen"}},
     ]
     p = BeamTestPipeline(runner="FnApiRunner")
     kept, rejects = p | beam.Create(cands) | LaitText(LaitConfig(inputs=[], out=""))
@@ -85,7 +107,13 @@ def test_lait_text_transform():
     )
     assert_that(
         rejects | beam.Map(lambda r: (r["input_id"], r["step"], r["reason"].split(":")[0])),
-        equal_to([("2", "text", "boilerplate (alt)"), ("3", "text", "no text")]),
+        equal_to(
+            [
+                ("2", "text", "boilerplate (alt)"),
+                ("3", "text", "no text"),
+                ("5", "text", "not english"),
+            ]
+        ),  # fmt: skip
         label="rejects",
     )
     p.run().wait_until_finish()
