@@ -47,6 +47,12 @@ def _ground_truth_lines(gt: dict[str, Any]) -> list[str]:
         for name, v in sorted(gt.get("filters", {}).items())
     ]
     lines = ["", "### LAIT filters against the sample's ground truth", ""]
+    lines += [
+        "The sample's scenes are drawings, so the demo turns off the non-natural filter's "
+        "graphic and non-photo cues (`--max-graphic 1 --max-nonphoto 1`); its text-area cue and "
+        "the adult-image filter stay on.",
+        "",
+    ]
     lines += _table(["filter", "TP", "FP", "FN", "precision", "recall"], rows)
     if "overall" in gt:
         o = gt["overall"]
