@@ -15,6 +15,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sample": ("corpora.sample", "main", "write the embedded sample corpus"),
     "demo": ("train.demo", "main", "run every stage on the sample corpus and write a report"),
     "extract": ("extract.cli", "main", "detectron2 RoI features to WebDataset shards"),
+    "export": (
+        "extract.export",
+        "main",
+        "LXMERT TSV <-> feature shards (msp export lxmert-tsv ...)",
+    ),
     "train": ("train.cli", "train_main", "multi-stage pre-training from a YAML config"),
     "eval": ("train.cli", "eval_main", "evaluation (msp eval retrieval ...)"),
 }

@@ -9,6 +9,7 @@ import sys
 from extract.boxes import SELECTIONS
 from extract.checkpoint import CheckpointError
 from extract.given import GivenBoxesError
+from extract.precision import PRECISIONS
 from extract.preprocess import RESIZE_MODES
 from extract.presets import PRESETS
 
@@ -19,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="msp extract",
         description="VG bottom-up-attention RoI features (boxes, 2048-d features, object and "
-        "attribute labels) of every image in SRC, written as resumable WebDataset shards.",
+        "attribute labels) of every image in SRC, written as resumable WebDataset shards. "
+        "'msp extract merge-manifests DIR' merges the records of a job split with --num-workers.",
     )
     p.add_argument(
         "--images",
@@ -56,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
         default="full",
-        help="full: reference settings (600/1000 px, 300 RoIs); demo: light for CPUs",
+        metavar="|".join(sorted(PRESETS)) + "|FILE.json",
+        help="full: reference settings (600/1000 px, 300 RoIs); demo: light for CPUs; or a "
+        "JSON file of Preset fields (min_size, max_size, pre_nms_topk, post_nms_topk, "
+        "pooler_resolution)",
     )
     p.add_argument(
         "--resize",
@@ -71,11 +75,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N inputs only")
     p.add_argument("--maxcount", type=int, default=1000, metavar="N", help="samples per shard")
     p.add_argument(
-        "--workers",
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="compute precision of the convolutions: fp32 (reference), bf16 (CPUs with "
+        "AVX512-BF16/AMX, GPUs), fp16 (GPUs); the deviation from fp32 on the first image is "
+        "measured and written to the manifest",
+    )
+    p.add_argument(
+        "--no-precision-check",
+        action="store_true",
+        help="skip the fp32 comparison of the first image under bf16/fp16",
+    )
+    p.add_argument(
+        "--decode-workers",
         type=int,
-        choices=(0, 1),
         default=1,
-        help="decoding workers (1: a background process; 0: inline)",
+        metavar="N",
+        help="background processes decoding and resizing images (0: inline)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the job among N workers (machines or GPUs) writing into the same --out",
+    )
+    p.add_argument(
+        "--worker-index",
+        type=int,
+        default=0,
+        metavar="I",
+        help="this worker's index, 0..N-1 (inputs are split by a hash of their key)",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads")
@@ -85,11 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def merge_main(argv: list[str]) -> int:
+    """``msp extract merge-manifests DIR``: merge the per-worker records of a split job."""
+    p = argparse.ArgumentParser(
+        prog="msp extract merge-manifests",
+        description="Write DIR/manifest.json, config.json and rejects.jsonl from the records of "
+        "every worker of a job run with --num-workers (done automatically by the last worker).",
+    )
+    p.add_argument("out", metavar="DIR")
+    args = p.parse_args(argv)
+    from extract.partition import merge_manifests
+
+    try:
+        manifest = merge_manifests(args.out)
+    except (OSError, ValueError) as exc:
+        logger.error("msp extract merge-manifests: %s", exc)
+        return 2
+    if manifest is None:
+        logger.error("%s: not every worker has finished (no complete set of manifests)", args.out)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``msp extract``; returns the exit status (2 for bad arguments/inputs)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["merge-manifests"]:
+        return merge_main(argv[1:])
+    args = build_parser().parse_args(argv)
     if args.given_boxes and args.boxes not in (None, "given"):
         logger.error("--boxes %s does not apply with --given-boxes (all are kept)", args.boxes)
         return 2
@@ -113,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             resize=args.resize,
             maxcount=args.maxcount,
-            num_workers=args.workers,
+            precision=args.precision,
+            precision_check=not args.no_precision_check,
+            decode_workers=args.decode_workers,
+            num_workers=args.num_workers,
+            worker_index=args.worker_index,
             device=args.device,
             objects_vocab=args.objects_vocab,
             attributes_vocab=args.attributes_vocab,

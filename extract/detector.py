@@ -13,7 +13,8 @@ nothing; it is announced with a warning banner and marked ``random_init`` in eve
 Batching: images of equal network-input size share one backbone and RPN pass; images of
 different sizes are not padded together (padding changes the activations near the right and
 bottom borders, so a batch would differ from single-image inference). RoI heads run in chunks
-of ``roi_chunk`` RoIs.
+of ``roi_chunk`` RoIs through the fast path of :mod:`extract.detector_fast` (folded FrozenBN,
+channels-last, compute precision, each distinct RoI once).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from torch import nn
 from extract import d2compat
 from extract.boxes import RoIOutputs
 from extract.checkpoint import load_weights
+from extract.precision import compute_dtype
 from extract.preprocess import RESIZE_MODES, PreparedImage
 from extract.presets import Preset, get_preset
 
@@ -42,6 +45,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes, ImageList  # noqa: E402
 
 from extract import detector_heads  # noqa: E402,F401  (registers the custom components)
+from extract.detector_fast import FastPath, unique_rois  # noqa: E402
 from extract.detector_random import calibrate_random_init  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -101,7 +105,13 @@ def config_hash(cfg: CfgNode, resize_mode: str) -> str:
 
 
 class VGDetector:
-    """The detector plus its input settings; :meth:`run` maps prepared images to RoI outputs."""
+    """The detector plus its input settings; :meth:`run` maps prepared images to RoI outputs.
+
+    ``precision``: ``fp32`` (reference), ``bf16`` or ``fp16`` (CUDA) for the convolutions (see
+    :mod:`extract.precision`). The model's own modules define the network; :meth:`run` executes
+    the backbone and res5 through :class:`extract.detector_fast.FastPath` copies (folded
+    FrozenBN, channels-last, compute dtype), which compute the same function.
+    """
 
     def __init__(
         self,
@@ -114,11 +124,13 @@ class VGDetector:
         checkpoint_sha256: str | None,
         anchors: str = "configured",
         device: str | torch.device = "cpu",
-        roi_chunk: int = 64,
+        roi_chunk: int = 128,
+        precision: str = "fp32",
     ) -> None:
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize_mode!r}; one of {RESIZE_MODES}")
         self.device = torch.device(device)
+        compute_dtype(precision, self.device)  # validates (fp16 on CPU is refused)
         self.model = model.to(self.device).eval()
         self.preset = preset
         self.resize_mode = resize_mode
@@ -127,6 +139,9 @@ class VGDetector:
         self.checkpoint_sha256 = checkpoint_sha256
         self.anchors = anchors  # where the RPN cell anchors come from (see load_weights)
         self.roi_chunk = roi_chunk
+        self.precision = precision
+        self.stats: Counter = Counter()  # rois, distinct_rois, images, forward passes
+        self._fast: dict[str, FastPath] = {}
 
     @property
     def pixel_mean(self) -> tuple[float, float, float]:
@@ -142,6 +157,19 @@ class VGDetector:
             "pixel_mean": self.pixel_mean,
         }
 
+    def fast_path(self, precision: str | None = None) -> FastPath:
+        """The :class:`FastPath` for ``precision`` (default: the detector's), built once."""
+        precision = precision or self.precision
+        if precision not in self._fast:
+            self._fast[precision] = FastPath(
+                self.model, compute_dtype(precision, self.device), self.device
+            )
+        return self._fast[precision]
+
+    def refresh(self) -> None:
+        """Drop the fast-path copies (call after changing the model's weights)."""
+        self._fast.clear()
+
     @torch.inference_mode()
     def run(
         self,
@@ -149,53 +177,80 @@ class VGDetector:
         given_boxes: Sequence[np.ndarray] | None = None,
         *,
         regressed: bool = False,
+        precision: str | None = None,
     ) -> list[RoIOutputs]:
         """Detector outputs for each image.
 
         images: prepared inputs. given_boxes: per image [N,4] float32 boxes in *original* pixels
         (already clipped) to pool instead of RPN proposals. regressed: also return the
-        class-specific regressed boxes (for ``maxnms``). Returns CPU tensors (see RoIOutputs).
+        class-specific regressed boxes (for ``maxnms``). precision: override the detector's.
+        Images of equal input size share one backbone pass (no padding); the RoIs of a group go
+        through res5 together in chunks of ``roi_chunk``. Returns CPU tensors (see RoIOutputs).
         """
         if given_boxes is not None and len(given_boxes) != len(images):
             raise ValueError("given_boxes needs one box array per image")
+        fast = self.fast_path(precision)
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(image.input_size, []).append(i)
         results: list[RoIOutputs | None] = [None] * len(images)
         for size, idxs in groups.items():
             x = torch.stack([images[i].tensor for i in idxs]).to(self.device)
-            res4 = self.model.backbone(x)["res4"]
+            res4 = fast.backbone(x)
             if given_boxes is None:
                 proposals, _ = self.model.proposal_generator(
                     ImageList(x, [size] * len(idxs)), {"res4": res4}, None
                 )
-                boxes = [p.proposal_boxes for p in proposals]
+                boxes = [p.proposal_boxes.tensor for p in proposals]
             else:
                 boxes = [self._to_input(given_boxes[i], images[i]) for i in idxs]
-            outs = self._roi_outputs(res4, boxes, size, regressed)
+            outs = self._roi_outputs(fast, res4, boxes, size, regressed)
             for i, out in zip(idxs, outs, strict=True):
                 results[i] = out
+            self.stats["forward_passes"] += 1
+        self.stats["images"] += len(images)
         return results  # type: ignore[return-value]
 
-    def _to_input(self, boxes: np.ndarray, image: PreparedImage) -> Boxes:
+    def _to_input(self, boxes: np.ndarray, image: PreparedImage) -> torch.Tensor:
         scale = torch.tensor([image.scale_x, image.scale_y] * 2, dtype=torch.float32)
-        return Boxes(torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4) * scale).to(
-            self.device
-        )
+        boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4) * scale
+        return boxes.to(self.device)
+
+    def _box_features(
+        self, fast: FastPath, res4: torch.Tensor, boxes: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Pooled res5 features [sum R_i, 2048] float32 of every image's boxes [R_i,4]
+        (input pixels), each distinct RoI computed once."""
+        pool = self.model.roi_heads.pooler.level_poolers[0]  # torchvision RoIPool
+        rois, inverse, offset = [], [], 0
+        for b, image_boxes in enumerate(boxes):
+            first, inv = unique_rois(image_boxes.cpu(), pool.spatial_scale)
+            picked = image_boxes[first.to(image_boxes.device)]
+            rois.append(torch.cat([picked.new_full((len(first), 1), b), picked], dim=1))
+            inverse.append(inv + offset)
+            offset += len(first)
+        all_rois = torch.cat(rois)
+        self.stats["rois"] += sum(len(b) for b in boxes)
+        self.stats["distinct_rois"] += len(all_rois)
+        width = self.model.roi_heads.res5[-1].out_channels
+        feats = [fast.box_features(pool(res4, chunk)) for chunk in all_rois.split(self.roi_chunk)]
+        distinct = torch.cat(feats) if feats else res4.new_zeros(0, width)
+        return distinct[torch.cat(inverse).to(distinct.device)]
 
     def _roi_outputs(
-        self, res4: torch.Tensor, boxes: list[Boxes], size: tuple[int, int], regressed: bool
+        self,
+        fast: FastPath,
+        res4: torch.Tensor,
+        boxes: list[torch.Tensor],
+        size: tuple[int, int],
+        regressed: bool,
     ) -> list[RoIOutputs]:
         heads = self.model.roi_heads
-        pooled = heads.pooler([res4], boxes)  # [R,1024,P,P]
-        if pooled.shape[0]:
-            feats = torch.cat([heads.box_features(c) for c in pooled.split(self.roi_chunk)])
-        else:
-            feats = pooled.new_zeros(0, heads.res5[-1].out_channels)
-        pred = heads.predict(feats)
+        feats = self._box_features(fast, res4, boxes)
+        pred = heads.predict(feats, deltas=regressed)
         cls_probs = pred["cls_logits"].softmax(dim=1)
         attr_probs = pred["attr_logits"][:, :-1].softmax(dim=1)  # "no attribute" dropped
-        all_boxes = torch.cat([b.tensor for b in boxes])
+        all_boxes = torch.cat(boxes)
         reg = None
         if regressed:
             transform = heads.box_predictor.box2box_transform
@@ -220,10 +275,12 @@ def build_detector(
     resize_mode: str = "caffe",
     device: str | None = None,
     seed: int = RANDOM_INIT_SEED,
-    roi_chunk: int = 64,
+    roi_chunk: int = 128,
+    precision: str = "fp32",
 ) -> VGDetector:
     """Build the VG detector for ``preset``; load ``checkpoint`` or initialise randomly (seeded,
-    announced with a warning banner). ``device`` defaults to CUDA when available."""
+    announced with a warning banner). ``device`` defaults to CUDA when available; ``precision``
+    is the convolutions' compute precision (``fp32``, ``bf16``, ``fp16`` on CUDA)."""
     preset = get_preset(preset)
     cfg = build_config(preset)
     with torch.random.fork_rng(devices=[]):
@@ -247,4 +304,5 @@ def build_detector(
         anchors=anchors,
         device=device,
         roi_chunk=roi_chunk,
+        precision=precision,
     )

@@ -192,8 +192,15 @@ class VGRes5ROIHeads(Res5ROIHeads):
         """RoIPool output [R,1024,P,P] -> res5 (stride 1, same P) -> mean over PxP -> [R,2048]."""
         return self.res5(pooled).mean(dim=(2, 3))
 
-    def predict(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-        """pooled [R,2048] -> class logits [R,K+1], box deltas [R,4K], attribute logits [R,A+1]."""
-        cls_logits, deltas = self.box_predictor(pooled)
-        attr_logits = self.box_predictor.attribute_logits(pooled, cls_logits)
-        return {"cls_logits": cls_logits, "deltas": deltas, "attr_logits": attr_logits}
+    def predict(self, pooled: torch.Tensor, deltas: bool = True) -> dict[str, torch.Tensor]:
+        """pooled [R,2048] float32 -> class logits [R,K+1], attribute logits [R,A+1] and, with
+        ``deltas``, class-specific box deltas [R,4K] (skipped otherwise: 2048x6400 per RoI)."""
+        predictor = self.box_predictor
+        cls_logits = predictor.cls_score(pooled)
+        out = {
+            "cls_logits": cls_logits,
+            "attr_logits": predictor.attribute_logits(pooled, cls_logits),
+        }
+        if deltas:
+            out["deltas"] = predictor.bbox_pred(pooled)
+        return out

@@ -56,3 +56,18 @@ def get_preset(preset: str | Preset) -> Preset:
         return PRESETS[preset]
     except KeyError:
         raise ValueError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}") from None
+
+
+def load_preset(preset: str | Preset) -> Preset:
+    """:func:`get_preset`, or a JSON file with the :class:`Preset` fields (custom settings)."""
+    if isinstance(preset, str) and preset not in PRESETS and preset.endswith(".json"):
+        import json
+        from pathlib import Path
+
+        path = Path(preset)
+        if not path.is_file():
+            raise ValueError(f"preset file not found: {path}")
+        fields = json.loads(path.read_text())
+        fields.setdefault("name", path.stem)
+        return Preset(**fields)
+    return get_preset(preset)

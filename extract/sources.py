@@ -14,13 +14,16 @@
 as ``cv2.imread`` does) and preprocesses each image in a DataLoader worker, so the detector never
 waits on the disk. Every input comes out as exactly one of :class:`Ready`, :class:`Skipped`
 (already in a complete shard) or :class:`Rejected` (input id, step, reason): unreadable images
-are counted, never fatal.
+are counted, never fatal. Decoding takes the first frame of animations, scales 16-bit
+images to 8 bits, drops alpha, converts CMYK and palette images, and refuses images over
+``MAX_PIXELS`` from their header, before decoding them (decompression bombs).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +35,11 @@ from webdataset.shardlists import expand_urls
 
 from corpora.schema import IMAGE_EXTENSIONS, SchemaError, check_key
 from corpora.shards import iter_raw
+from extract.partition import WorkerSpec
 from extract.preprocess import PreparedImage, PreprocessError, preprocess
 
 IMAGE_SUFFIXES = tuple(f".{ext}" for ext in IMAGE_EXTENSIONS)
+MAX_PIXELS = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS (about 0.25 GB of RGB)
 
 
 @dataclass
@@ -138,12 +143,49 @@ def count_inputs(src: str | os.PathLike) -> int | None:
     return None
 
 
-def decode_image(item: SourceItem) -> Image.Image:
-    """RGB PIL image of an item, EXIF orientation applied; raises on unreadable data."""
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB of any decoded mode. 16/32-bit grayscale is scaled to 8 bits (Pillow's own
+    conversion clips it, turning most 16-bit photos white); alpha is dropped, as ``cv2.imread``
+    does; CMYK, palette and 1-bit images use Pillow's conversions."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.int64)
+        top = 65535 if img.mode.startswith("I;16") or int(arr.max(initial=0)) <= 65535 else None
+        if top is None:  # genuinely 32-bit: stretch the range
+            lo, hi = int(arr.min()), int(arr.max())
+            arr = (arr - lo) * 255 // max(hi - lo, 1)
+        else:
+            arr = (arr.clip(0, top) * 255 + top // 2) // top
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        lo, hi = float(arr.min(initial=0.0)), float(arr.max(initial=0.0))
+        img = Image.fromarray(((arr - lo) * 255 / max(hi - lo, 1e-12)).astype(np.uint8), mode="L")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def decode_image(item: SourceItem, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """RGB PIL image of an item: the first frame of animations, EXIF orientation applied (as
+    ``cv2.imread`` does). Raises ValueError for images over ``max_pixels`` (decompression
+    bombs; checked from the header, before decoding) and OSError/ValueError for unreadable
+    data."""
     source = io.BytesIO(item.data) if item.data is not None else item.path
-    with Image.open(source) as img:
-        img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(source)
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ValueError(f"decompression bomb: {exc}") from None
+        with img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"decompression bomb: {width}x{height} = {width * height} pixels "
+                    f"> limit {max_pixels}"
+                )
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()
+            return _to_rgb(ImageOps.exif_transpose(img))
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -161,10 +203,13 @@ class PreparedStream(torch.utils.data.IterableDataset):
         src: image source (module docstring).
         preprocess_kwargs: arguments of :func:`extract.preprocess.preprocess`.
         skip_keys: keys already written (complete shards); they come out as ``Skipped``.
-        limit: stop after this many inputs (counting skipped and rejected ones).
+        limit: only the first ``limit`` inputs of the source (before the worker split).
         given: key -> [N,4] boxes or reason string (given-box mode), or None.
+        worker: this job worker's share of the inputs (:class:`extract.partition.WorkerSpec`).
 
-    Use with at most one DataLoader worker (a second would read every input again).
+    With several DataLoader workers each decodes every k-th input of this job worker's share;
+    the DataLoader's round-robin then yields them in source order. Duplicate keys decoded by
+    different DataLoader workers are caught by the consumer (``duplicate_reject``).
     """
 
     def __init__(
@@ -175,8 +220,10 @@ class PreparedStream(torch.utils.data.IterableDataset):
         skip_keys: set[str] | frozenset[str] = frozenset(),
         limit: int | None = None,
         given: dict[str, np.ndarray | str] | None = None,
+        worker: WorkerSpec = WorkerSpec(),
     ) -> None:
         super().__init__()
+        self.worker = worker
         self.src = src
         self.preprocess_kwargs = preprocess_kwargs
         self.skip_keys = frozenset(skip_keys)
@@ -184,11 +231,18 @@ class PreparedStream(torch.utils.data.IterableDataset):
         self.given = given
 
     def __iter__(self) -> Iterator[Ready | Skipped | Rejected]:
+        info = torch.utils.data.get_worker_info()
+        loaders, loader_id = (info.num_workers, info.id) if info is not None else (1, 0)
         seen: set[str] = set()
+        mine = 0
         for n, item in enumerate(iter_source(self.src)):
             if self.limit is not None and n >= self.limit:
                 return
-            yield self._prepare(item, seen)
+            if not self.worker.owns(item.key):
+                continue
+            mine += 1
+            if (mine - 1) % loaders == loader_id:
+                yield self._prepare(item, seen)
 
     def _prepare(self, item: SourceItem, seen: set[str]) -> Ready | Skipped | Rejected:
         key = item.key
@@ -199,7 +253,7 @@ class PreparedStream(torch.utils.data.IterableDataset):
         except SchemaError as exc:
             return Rejected(key, "source", str(exc))
         if key in seen:
-            return Rejected(key, "source", "duplicate key: an earlier input has the same key")
+            return duplicate_reject(key)
         seen.add(key)
         if key in self.skip_keys:
             return Skipped(key)
@@ -210,8 +264,8 @@ class PreparedStream(torch.utils.data.IterableDataset):
                 return Rejected(key, "given_boxes", boxes)
         try:
             image = decode_image(item)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            return Rejected(key, "decode", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001  hostile input is a reject, never a crash
+            return Rejected(key, "decode", f"{type(exc).__name__}: {exc}"[:500])
         try:
             prepared = preprocess(image, **self.preprocess_kwargs)
         except PreprocessError as exc:
@@ -219,3 +273,7 @@ class PreparedStream(torch.utils.data.IterableDataset):
         if boxes is not None:
             boxes = clip_boxes(boxes, prepared.width, prepared.height)
         return Ready(key, prepared, boxes)
+
+
+def duplicate_reject(key: str) -> Rejected:
+    return Rejected(key, "source", "duplicate key: an earlier input has the same key")

@@ -1,55 +1,54 @@
-"""MSP ITM-HS hard samples: for every image, its exact top-k most similar images.
+"""MSP ITM-HS hard samples: for every image, its exact top-M most similar images.
 
     msp pipeline hard-negatives --features SHARDS_DIR --out OUT [--top-k 100]
-                                [--metric cosine|euclidean] [--block-size 4096] [--prefix P]
+        [--metric cosine|euclidean] [--vector mean-roi|NAME] [--block-size 4096]
+        [--rows-per-file 20000] [--prefix P] [--force] [Beam options]
 
-The image vector is the mean of its RoI features (``FeatureSample.mean_feature``), as in the
-ViLBERT hard-sample file MSP uses (which ranked by Euclidean distance with a BallTree; cosine is
-the default here, ``--metric euclidean`` reproduces that ranking). Neighbours exclude the image
-itself and every image with an identical vector under another id (the same picture stored twice;
-those are listed in ``duplicates``). Scoring and tie rules: :mod:`pipeline.hn_blocks`.
+The vector of an image is the mean of its RoI features (``mean-roi``, as in the ViLBERT
+hard-sample file MSP uses, which ranked by Euclidean distance with a BallTree: ``--metric
+euclidean`` reproduces that ranking; cosine is the default) or another vector of the sample the
+user names (:func:`pipeline.hn_shards.sample_vector`).
 
-Steps: ``ReadShards`` -> ``Vectors`` (a sample without RoIs, with non-finite features or, for
-cosine, a zero vector is rejected; a key seen twice keeps one sample) -> ``Blocks`` (ids hashed
-into ceil(n / block_size) blocks) -> ``BlockPairs`` (every pair of blocks scored with one matrix
-product, per-image partial top-k) -> ``MergeTopK`` (a CombinePerKey) -> ``Write``.
+For every image the job finds its exact top-M neighbours: never itself, nor an image that is the
+same picture under another id (an identical vector, or an equal ``info["content_sha256"]``;
+those are listed in ``duplicates``). Ties are broken by image id, so two runs give the same
+files. The work is a Beam job (:mod:`pipeline.hn_core`): vectors are cut into blocks, each pair
+of blocks is scored with one matrix product and per-image top-M lists are merged by a combine;
+memory is bounded by the block size, not by the number of images, and the same job runs on
+Flink, Spark or Dataflow by options alone (the output folder must be one all workers see: the
+vectors are kept in ``OUT/_vectors`` while the job runs).
 
-Output ``hard_negatives-SSSSS-of-NNNNN.parquet``: ``image_id``, ``neighbours`` (list<string>,
-most similar first, at most k; empty for a lone image), ``similarities`` (list<float>: cosine
-similarity, or the negated Euclidean distance), ``duplicates`` (list<string>). Accounting: one
-input per shard sample; kept = images written.
+Steps: ``ReadShards`` (shards -> one float32 ``.npy`` of vectors per shard; samples that break
+the schema, have no RoIs or no usable vector are rejected) -> ``TopK`` -> ``WriteRejects``.
+
+Output ``hard_negatives-SSSSS-of-NNNNN.parquet`` (:mod:`pipeline.hn_write`): ``image_id``,
+``neighbours`` (most similar first, at most M), ``similarities`` (cosine similarity, or the
+negated Euclidean distance), ``duplicates``; files hold disjoint id ranges, rows sorted by id, so
+the trainer can read one image's row by key. Accounting: one input per shard sample; kept =
+images written.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
-import math
+import shutil
+from pathlib import Path
 
 import apache_beam as beam
-import numpy as np
-import pyarrow as pa
 
-from corpora.schema import FeatureSample
 from pipeline import common
-from pipeline.hn_blocks import METRICS, Block, block_of, merge_top_k, pair_top_k
-from pipeline.hn_shards import ReadFeatureSamples, feature_shard_paths
-from pipeline.text_io import WriteTable, end_job, start_job
+from pipeline.hn_blocks import METRICS
+from pipeline.hn_core import ExactTopK
+from pipeline.hn_shards import ShardVectors, feature_shard_paths
+from pipeline.hn_write import TABLE
+from pipeline.text_io import end_job, start_job
 
 logger = logging.getLogger(__name__)
 
 JOB = "hard_negatives"
-TABLE = "hard_negatives"
-SCHEMA = pa.schema(
-    [
-        pa.field("image_id", pa.string(), nullable=False),
-        pa.field("neighbours", pa.list_(pa.string())),
-        pa.field("similarities", pa.list_(pa.float32())),
-        pa.field("duplicates", pa.list_(pa.string())),
-    ]
-)
+WORK_DIR = "_vectors"
 
 
 @dataclasses.dataclass
@@ -60,167 +59,28 @@ class HardNegativesConfig:
     out: str
     top_k: int = 100
     metric: str = "cosine"
+    vector: str = "mean-roi"
     block_size: int = 4096
+    rows_per_file: int = 20_000
     prefix: str | None = None
 
 
-class _Vectors(beam.DoFn):
-    """FeatureSample -> ``(image_id, mean RoI feature float32 [D])``; bad vectors rejected."""
-
-    def __init__(self, namespace: str, metric: str) -> None:
-        self.counters = common.Counters(namespace)
-        self.metric = metric
-
-    def process(self, sample: FeatureSample):
-        if sample.num_boxes == 0:
-            yield common.reject(sample.key, "vector", "sample has no RoIs")
-            return
-        vector = sample.mean_feature()
-        if not np.isfinite(vector).all():
-            yield common.reject(sample.key, "vector", "mean feature has non-finite values")
-        elif self.metric == "cosine" and not np.any(vector):
-            yield common.reject(sample.key, "vector", "zero mean feature: cosine undefined")
-        else:
-            yield sample.key, vector
-
-
-class _OnePerKey(beam.DoFn):
-    """One vector per image id: repeats of a key are rejected (the smallest digest is kept)."""
-
-    def process(self, element):
-        key, vectors = element
-        ordered = sorted(vectors, key=lambda v: hashlib.sha256(v.tobytes()).digest())
-        for _ in ordered[1:]:
-            yield common.reject(key, "vector", "image id appears more than once in the shards")
-        yield key, ordered[0]
-
-
-class _FanOut(beam.DoFn):
-    """A block -> ``((i, j), block)`` for every pair of blocks it belongs to (i <= j)."""
-
-    def process(self, block: Block, n_blocks: int):
-        for other in range(n_blocks):
-            yield (min(block.index, other), max(block.index, other)), block
-
-
-class _ScorePair(beam.DoFn):
-    def __init__(self, metric: str, k: int) -> None:
-        self.metric = metric
-        self.k = k
-
-    def process(self, element):
-        (i, j), blocks = element
-        by_index = {b.index: b for b in blocks}
-        if i == j:
-            yield from pair_top_k(by_index[i], by_index[i], self.metric, self.k)
-        elif i in by_index and j in by_index:  # a pair with an empty block has nothing to score
-            yield from pair_top_k(by_index[i], by_index[j], self.metric, self.k)
-
-
-class TopKCombineFn(beam.CombineFn):
-    """Merge partial ``[(score, id)]`` lists into the best ``k`` (score desc, id asc)."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, acc, partial):
-        return merge_top_k([acc, partial], self.k)
-
-    def merge_accumulators(self, accs):
-        return merge_top_k(accs, self.k)
-
-    def extract_output(self, acc):
-        return acc
-
-
-class _Duplicates(beam.DoFn):
-    """A group of ids with one identical vector -> ``(id, the other ids)``."""
-
-    def process(self, element):
-        _, ids = element
-        ids = sorted(ids)
-        for image_id in ids:
-            yield image_id, [other for other in ids if other != image_id]
-
-
-class _Row(beam.DoFn):
-    def __init__(self, namespace: str) -> None:
-        self.counters = common.Counters(namespace)
-
-    def process(self, element):
-        image_id, grouped = element
-        top = next(iter(grouped["top"]))
-        dups = next(iter(grouped["duplicates"]), [])
-        self.counters.inc("kept")
-        yield {
-            "image_id": image_id,
-            "neighbours": [n for _, n in top],
-            "similarities": [s for s, _ in top],
-            "duplicates": dups,
-        }
-
-
-class ExactTopK(beam.PTransform):
-    """``(image_id, vector)`` -> ``(image_id, [(score, neighbour id)])`` exact top-k, blocked."""
-
-    def __init__(self, metric: str, k: int, block_size: int) -> None:
-        super().__init__()
-        self.metric, self.k, self.block_size = metric, k, block_size
-
-    def expand(self, vectors):
-        size = self.block_size
-        n_blocks = (
-            vectors
-            | "CountImages" >> beam.combiners.Count.Globally()
-            | "NumBlocks" >> beam.Map(lambda n: max(1, math.ceil(n / size)))
-        )
-        n_side = beam.pvalue.AsSingleton(n_blocks)
-        blocks = (
-            vectors
-            | "AssignBlocks" >> beam.Map(lambda kv, n: (block_of(kv[0], n), kv), n=n_side)
-            | "GroupBlocks" >> beam.GroupByKey()
-            | "MakeBlocks" >> beam.MapTuple(Block.build)
-        )
-        return (
-            blocks
-            | "FanOut" >> beam.ParDo(_FanOut(), n_blocks=n_side)
-            | "GroupPairs" >> beam.GroupByKey()
-            | "ScorePairs" >> beam.ParDo(_ScorePair(self.metric, self.k))
-            | "MergeTopK" >> beam.CombinePerKey(TopKCombineFn(self.k))
-        )
-
-
 def build(p: beam.Pipeline, cfg: HardNegativesConfig) -> None:
-    """Add the hard-negatives job to ``p``."""
-    read = p | "ReadShards" >> ReadFeatureSamples(
-        feature_shard_paths(cfg.features, cfg.prefix), JOB
-    )
-    vectors = read.samples | "Vectors" >> beam.ParDo(_Vectors(JOB, cfg.metric)).with_outputs(
-        common.REJECTS, main="vectors"
-    )
-    unique = (
-        vectors.vectors
-        | "GroupById" >> beam.GroupByKey()
-        | "OnePerId" >> beam.ParDo(_OnePerKey()).with_outputs(common.REJECTS, main="vectors")
-    )
-    top = unique.vectors | "TopK" >> ExactTopK(cfg.metric, cfg.top_k, cfg.block_size)
-    duplicates = (
-        unique.vectors
-        | "ByContent" >> beam.MapTuple(lambda k, v: (hashlib.sha256(v.tobytes()).hexdigest(), k))
-        | "GroupContent" >> beam.GroupByKey()
-        | "Duplicates" >> beam.ParDo(_Duplicates())
+    """Add the hard-negatives job to ``p`` (its vectors go to ``cfg.out/_vectors``)."""
+    work_dir = Path(cfg.out) / WORK_DIR
+    work_dir.mkdir(parents=True, exist_ok=True)
+    paths = feature_shard_paths(cfg.features, cfg.prefix)
+    read = p | "ReadShards" >> ShardVectors(paths, JOB, str(work_dir), cfg.vector, cfg.metric)
+    top = read.segments | "TopK" >> ExactTopK(
+        cfg.out,
+        metric=cfg.metric,
+        k=cfg.top_k,
+        block_size=cfg.block_size,
+        rows_per_file=cfg.rows_per_file,
+        namespace=JOB,
     )
     _ = (
-        {"top": top, "duplicates": duplicates}
-        | "JoinDuplicates" >> beam.CoGroupByKey()
-        | "Rows" >> beam.ParDo(_Row(JOB))
-        | "Write" >> WriteTable(cfg.out, TABLE, SCHEMA)
-    )
-    _ = (
-        (read.rejects, vectors.rejects, unique.rejects)
+        (read[common.REJECTS], top[common.REJECTS])
         | "AllRejects" >> beam.Flatten()
         | "WriteRejects" >> common.WriteRejects(cfg.out, JOB)
     )
@@ -233,16 +93,21 @@ def run(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--features", required=True, help="folder of feature shards")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--top-k", type=int, default=100, help="neighbours per image")
+    parser.add_argument("--top-k", type=int, default=100, help="neighbours per image (M)")
     parser.add_argument("--metric", choices=METRICS, default="cosine")
+    parser.add_argument(
+        "--vector", default="mean-roi", help="mean-roi, or the name of a vector of each sample"
+    )
     parser.add_argument("--block-size", type=int, default=4096, help="images per scored block")
+    parser.add_argument("--rows-per-file", type=int, default=20_000, help="rows per output file")
     parser.add_argument("--prefix", help="feature shard prefix (default: every complete shard)")
     args, options = common.parse_args(parser, argv)
-    if args.top_k < 1 or args.block_size < 1:
-        parser.error("--top-k and --block-size must be positive")
+    if min(args.top_k, args.block_size, args.rows_per_file) < 1:
+        parser.error("--top-k, --block-size and --rows-per-file must be positive")
     cfg = HardNegativesConfig(
         features=args.features, out=args.out, top_k=args.top_k, metric=args.metric,
-        block_size=args.block_size, prefix=args.prefix,
+        vector=args.vector, block_size=args.block_size, rows_per_file=args.rows_per_file,
+        prefix=args.prefix,
     )  # fmt: skip
     try:  # fail before touching the output folder
         feature_shard_paths(cfg.features, cfg.prefix)
@@ -251,9 +116,13 @@ def run(argv: list[str] | None = None) -> int:
     job = start_job(cfg.out, JOB, cfg, args.force, (TABLE,))
     if job is None:
         return 0
+    work_dir = Path(cfg.out) / WORK_DIR
+    shutil.rmtree(work_dir, ignore_errors=True)  # vectors of an earlier, unfinished attempt
     p = beam.Pipeline(options=options)
     build(p, cfg)
-    end_job(job, p.run(), (TABLE,), extra={"similarity": _meaning(cfg.metric)})
+    extra = {"similarity": _meaning(cfg.metric), "vector": cfg.vector}
+    end_job(job, p.run(), (TABLE,), extra=extra)
+    shutil.rmtree(work_dir, ignore_errors=True)
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -52,7 +52,13 @@ class ModelConfig:
 
 @dataclass
 class StageConfig:
-    """One pre-training stage: a text table joined with the feature shards, tasks, schedule."""
+    """One pre-training stage: a text table joined with the feature shards, tasks, schedule.
+
+    A stage with ``parts`` mixes several datasets in one schedule (the MSP paper's "T+P+S"):
+    step ``s`` draws a batch of part ``s % len(parts)`` and scores that part's tasks with that
+    part's loss weights; each part has its own text, tasks, batch size and corruption settings,
+    while ``steps``, ``lr``, ``warmup_fraction`` and ``weight_decay`` come from the stage.
+    """
 
     name: str = "stage"
     text: str = ""  # Parquet file or folder: image_id, text [, split, source]
@@ -69,6 +75,15 @@ class StageConfig:
     shuffle_prob: float = 0.05  # IFRS: probability that a triplet of regions is shuffled
     negative_prob: float = 0.5  # ITM: probability that the image is replaced
     hard_negatives_top: int = 100  # ITM-HS: draw the negative from the top M neighbours
+    parts: list[StageConfig] = field(default_factory=list)  # datasets mixed in this stage
+
+    def units(self) -> list[StageConfig]:
+        """The datasets this stage draws from: its parts, or the stage itself."""
+        return list(self.parts) or [self]
+
+    def all_tasks(self) -> list[str]:
+        """Every task of the stage (of all its parts), in first-seen order."""
+        return list(dict.fromkeys(t for unit in self.units() for t in unit.tasks))
 
 
 @dataclass
@@ -93,10 +108,13 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     hard_negatives: str | None = None  # Parquet: image_id, neighbours, similarities
     objects_vocab: str | None = None  # detector object names, one class per line (TITP/TITS)
+    # Parquet image_id, labels (list of names per image, e.g. the token-labels job): the topic
+    # tasks' label set L; None takes L from the detector classes (obj_ids + objects_vocab)
+    region_labels: str | None = None
     out: str = "runs/train"
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 on CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA only) | auto (train.runtime)
     num_workers: int = 2
     threads: int = 0  # torch intra-op threads of the main process; 0 = torch's default
     shuffle_buffer: int = 1000  # examples per DataLoader worker
@@ -141,18 +159,26 @@ class TrainConfig:
                 raise ConfigError(f"{where}.name={stage.name!r}: use letters, digits, _ or -")
             if names.count(stage.name) > 1:
                 raise ConfigError(f"{where}.name={stage.name!r} is used by more than one stage")
-            if not stage.tasks:
-                raise ConfigError(f"{where}.tasks is empty")
-            for key in ("steps", "batch_size"):
-                if getattr(stage, key) <= 0:
-                    raise ConfigError(f"{where}.{key} must be positive")
+            if stage.steps <= 0:
+                raise ConfigError(f"{where}.steps must be positive")
             if not 0.0 <= stage.warmup_fraction <= 1.0:
                 raise ConfigError(f"{where}.warmup_fraction must be in [0, 1]")
-            unknown = set(stage.loss_weights) - set(stage.tasks)
-            if unknown:
-                raise ConfigError(
-                    f"{where}.loss_weights names tasks not in tasks: {sorted(unknown)}"
-                )
+            part_names = [p.name for p in stage.parts]
+            for j, unit in enumerate(stage.units()):
+                at = f"{where}.parts.{j}" if stage.parts else where
+                if unit.parts and stage.parts:
+                    raise ConfigError(f"{at}.parts: parts cannot have parts")
+                if stage.parts and part_names.count(unit.name) > 1:
+                    raise ConfigError(f"{at}.name={unit.name!r} is used by more than one part")
+                if not unit.tasks:
+                    raise ConfigError(f"{at}.tasks is empty")
+                if unit.batch_size <= 0:
+                    raise ConfigError(f"{at}.batch_size must be positive")
+                unknown = set(unit.loss_weights) - set(unit.tasks)
+                if unknown:
+                    raise ConfigError(
+                        f"{at}.loss_weights names tasks not in tasks: {sorted(unknown)}"
+                    )
         m = self.model
         if m.hidden % m.heads:
             raise ConfigError(f"model.hidden={m.hidden} is not divisible by model.heads={m.heads}")

@@ -2,17 +2,21 @@
 
 One example = one text row whose ``image_id`` has a feature sample (stage S has several captions
 per image, hence several examples per image). The stream is an explicit pipeline, webdataset
-style, run inside each DataLoader worker:
+style, run inside each DataLoader worker of each rank:
 
-    useful shards -> per-epoch shuffle -> split by worker -> read tar -> join texts
-    -> shuffle buffer -> ITM negative draw -> decode -> batch
+    useful shards -> per-epoch shuffle -> split by (rank, worker) -> read tar -> join texts
+    -> shuffle buffer -> ITM negative draw (fetched by key) -> decode -> batch
 
-Every worker's stream is endless (epoch after epoch), so the DataLoader's round-robin over
-workers is exact and global batch ``g`` is batch ``g // W`` of worker role ``g % W``. That makes
-resuming deterministic: worker roles are rotated by the start batch and each role skips the
+Every (rank, worker) role streams endlessly, epoch after epoch, so every rank yields exactly the
+batches it is asked for (no rank runs dry and leaves the others waiting in an all-reduce), and the
+DataLoader's round-robin over workers is exact: a rank's batch ``g`` is batch ``g // W`` of its
+worker role ``g % W``. Roles take whole shards when there are at least as many shards as roles;
+with fewer shards every role reads every shard and keeps every R-th example (R = ranks x
+workers), so a small corpus still splits without overlap.
+
+Resuming is deterministic: worker roles are rotated by the start batch and each role skips the
 examples it already produced (whole epochs by arithmetic on the shard sidecars' key lists, the
-current epoch by replaying the tar reads without decoding). Only shards that hold at least one
-example are streamed, and a loader never uses more workers than such shards, so no worker idles.
+current epoch by replaying the tar reads without decoding).
 """
 
 from __future__ import annotations
@@ -21,124 +25,22 @@ import json
 import logging
 import os
 import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from corpora.schema import FeatureSample
 from corpora.shards import ShardIndex, completed_shards
+from train.batch import Batch, collate, decode_image
 from train.tables import read_hard_negatives, read_text_table
 from train.text import TextEncoder
 
 log = logging.getLogger(__name__)
 FEATURE_PREFIX = "features"
-
-
-@dataclass
-class Batch:
-    """A training or evaluation batch. B pairs, L = max text length, N = regions, D = feat dim.
-
-    Inputs: ``input_ids``/``position_ids`` int64 [B,L], ``attention_mask`` bool [B,L];
-    ``feats`` float32 [B,N,D] (detector features), ``boxes`` float32 [B,N,4] (x1,y1,x2,y2 divided
-    by image width/height, in [0,1]), ``visual_mask`` bool [B,N] (False on padding);
-    ``obj_ids``/``attr_ids`` int64 [B,N], ``obj_conf``/``attr_conf`` float32 [B,N];
-    ``matched`` bool [B] (False where ITM replaced the image). ``text_keys``/``image_keys``: the
-    image the text belongs to and the image shown. The corruption step (``train.tasks.corrupt``)
-    fills the optional fields: ``input_ids_orig`` [B,L]; ``mlm_labels`` int64 [B,L] (-100 =
-    ignore); ``feats_orig`` [B,N,D]; ``region_mask`` bool [B,N]; ``shuffled`` bool [B,N].
-    """
-
-    input_ids: torch.Tensor
-    position_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    feats: torch.Tensor
-    boxes: torch.Tensor
-    visual_mask: torch.Tensor
-    obj_ids: torch.Tensor
-    obj_conf: torch.Tensor
-    attr_ids: torch.Tensor
-    attr_conf: torch.Tensor
-    matched: torch.Tensor
-    text_keys: list[str]
-    image_keys: list[str]
-    input_ids_orig: torch.Tensor | None = None
-    mlm_labels: torch.Tensor | None = None
-    feats_orig: torch.Tensor | None = None
-    region_mask: torch.Tensor | None = None
-    shuffled: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.input_ids.shape[0]
-
-    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Batch:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Batch(**{k: fn(v) if isinstance(v, torch.Tensor) else v for k, v in values.items()})
-
-    def to(self, device: torch.device | str) -> Batch:
-        return self._map(lambda t: t.to(device, non_blocking=True))
-
-    def pin_memory(self) -> Batch:
-        """Called by the DataLoader's pin-memory thread (CUDA runs)."""
-        return self._map(lambda t: t.pin_memory())
-
-
-def decode_image(raw: dict[str, Any], num_boxes: int, feat_dim: int) -> dict[str, np.ndarray]:
-    """A raw feature sample -> arrays padded/truncated to ``num_boxes`` regions.
-
-    Returns feats float32 [N,D], boxes float32 [N,4] normalised, visual_mask bool [N], obj_ids,
-    attr_ids int64 [N], obj_conf, attr_conf float32 [N]. Regions past ``num_boxes`` are dropped
-    (the extractor stores them in detector order).
-    """
-    s = FeatureSample.from_wds(raw)
-    if s.features.shape[1] != feat_dim:
-        raise ValueError(
-            f"sample {s.key!r}: features are {s.features.shape[1]}-d but "
-            f"model.visual_feat_dim={feat_dim}"
-        )
-    n = min(s.num_boxes, num_boxes)
-    w, h = float(s.info["image_w"]), float(s.info["image_h"])
-    if w <= 0 or h <= 0:
-        raise ValueError(f"sample {s.key!r}: image size {w}x{h} is not positive")
-    out = {
-        "feats": np.zeros((num_boxes, feat_dim), np.float32),
-        "boxes": np.zeros((num_boxes, 4), np.float32),
-        "visual_mask": np.zeros(num_boxes, bool),
-        "obj_ids": np.zeros(num_boxes, np.int64),
-        "obj_conf": np.zeros(num_boxes, np.float32),
-        "attr_ids": np.zeros(num_boxes, np.int64),
-        "attr_conf": np.zeros(num_boxes, np.float32),
-    }
-    out["feats"][:n] = s.features[:n]
-    out["boxes"][:n] = np.clip(s.boxes[:n] / np.array([w, h, w, h], np.float32), 0.0, 1.0)
-    out["visual_mask"][:n] = True
-    for name in ("obj_ids", "obj_conf", "attr_ids", "attr_conf"):
-        out[name][:n] = getattr(s, name)[:n]
-    return out
-
-
-def collate(
-    images: list[dict[str, np.ndarray]],
-    texts: list[str],
-    encoder: TextEncoder,
-    matched: list[bool],
-    text_keys: list[str],
-    image_keys: list[str],
-) -> Batch:
-    """Stack decoded images (``decode_image``) and tokenise texts into a :class:`Batch`."""
-    arrays = {k: torch.from_numpy(np.stack([im[k] for im in images])) for k in images[0]}
-    return Batch(
-        **encoder.batch(texts),
-        **arrays,
-        matched=torch.tensor(matched, dtype=torch.bool),
-        text_keys=list(text_keys),
-        image_keys=list(image_keys),
-    )
+__all__ = ["FEATURE_PREFIX", "Batch", "StageStream", "StreamStats", "decode_image", "make_loader"]
 
 
 @dataclass
@@ -177,6 +79,9 @@ class StageStream(IterableDataset):
         start_batch: global batch index to start from (resume).
         held_out: image keys never used, neither as text images nor as negatives (the
             evaluation split's images).
+        label_pieces: image key -> WordPiece ids of its label names (the topic tasks' set L);
+            None leaves L to the detector classes of the regions.
+        rank, world: this process's rank and the number of ranks (DistributedDataParallel).
     """
 
     def __init__(
@@ -196,8 +101,15 @@ class StageStream(IterableDataset):
         shuffle_buffer: int = 1000,
         start_batch: int = 0,
         held_out: set[str] | frozenset[str] = frozenset(),
+        label_pieces: Mapping[str, Sequence[int]] | None = None,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
         super().__init__()
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in [0, {world})")
+        self.rank, self.world = rank, world
+        self.label_pieces = label_pieces
         self.features_dir = Path(features_dir)
         self.encoder, self.batch_size = encoder, batch_size
         self.num_boxes, self.feat_dim = num_boxes, feat_dim
@@ -271,30 +183,47 @@ class StageStream(IterableDataset):
             raise AssertionError(f"{text_table}: text rows lost in the join: {self.stats}")
 
     @property
-    def max_workers(self) -> int:
-        """More DataLoader workers than useful shards would leave some without data."""
-        return len(self.shards)
+    def examples_per_epoch(self) -> int:
+        return self.stats.rows_used
+
+    def workers_for(self, requested: int) -> int:
+        """DataLoader workers to use: no more than the shards each rank can own (0 stays 0)."""
+        return min(requested, max(1, len(self.shards) // self.world))
 
     # -------------------------------------------------------------- the pipeline
-    def _epoch_shards(self, epoch: int, role: int, world: int) -> list[str]:
+    def _epoch_plan(self, epoch: int, role: int, roles: int) -> tuple[list[str], int | None, int]:
+        """(shards to read, keep-every-``roles``-th offset or None, examples for this role)."""
         order = list(self.shards)
         random.Random(f"{self.seed}:{self.stage_index}:{epoch}:shards").shuffle(order)
-        return order[role::world]
+        if len(order) >= roles:  # whole shards per role
+            mine = order[role::roles]
+            return mine, None, sum(self.counts[s] for s in mine)
+        total = sum(self.counts[s] for s in order)  # fewer shards than roles: split examples
+        return order, role, max(0, (total - role + roles - 1) // roles)
+
+    def _examples(
+        self, shards: list[str], offset: int | None, roles: int
+    ) -> Iterator[tuple[dict, str]]:
+        """(raw image sample, text) in shard order; every ``roles``-th from ``offset`` if set."""
+        index = 0
+        for raw in wds.tarfile_samples([{"url": url} for url in shards]):
+            for text in self.texts.get(raw["__key__"], ()):
+                if offset is None or index % roles == offset:
+                    yield raw, text
+                index += 1
 
     def _plan(
-        self, shards: list[str], rng: random.Random
+        self, examples: Iterator[tuple[dict, str]], rng: random.Random
     ) -> Iterator[tuple[dict, str, str | None]]:
-        """(raw image sample, text, negative image key or None) in shuffled order."""
-        source = wds.tarfile_samples([{"url": url} for url in shards])
+        """(raw image sample, text, negative image key or None) through the shuffle buffer."""
         buf: list[tuple[dict, str]] = []
-        for raw in source:
-            for text in self.texts.get(raw["__key__"], ()):
-                if len(buf) < self.shuffle_buffer:
-                    buf.append((raw, text))
-                    continue
-                j = rng.randrange(len(buf))
-                (out, buf[j]) = (buf[j], (raw, text))
-                yield (*out, self._negative(out[0]["__key__"], rng))
+        for item in examples:
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            j = rng.randrange(len(buf))
+            (out, buf[j]) = (buf[j], item)
+            yield (*out, self._negative(out[0]["__key__"], rng))
         rng.shuffle(buf)
         for out in buf:
             yield (*out, self._negative(out[0]["__key__"], rng))
@@ -322,48 +251,58 @@ class StageStream(IterableDataset):
         image = decode_image(self._index.get(negative), self.num_boxes, self.feat_dim)
         return image, text, False, key, negative
 
+    def _collate(self, pending: list[tuple]) -> Batch:
+        images, texts, matched, text_keys, image_keys = map(list, zip(*pending, strict=True))
+        pieces = None
+        if self.label_pieces is not None:
+            pieces = [self.label_pieces.get(k, ()) for k in image_keys]
+        return collate(images, texts, self.encoder, matched, text_keys, image_keys, pieces)
+
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
-        world, worker = (info.num_workers, info.id) if info is not None else (1, 0)
-        if world > len(self.shards):
-            raise RuntimeError(f"{world} workers but only {len(self.shards)} shards hold examples")
-        role = (worker + self.start_batch) % world
-        skip = max(0, -(-(self.start_batch - role) // world)) * self.batch_size
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        local = (worker + self.start_batch) % workers  # this worker's role within its rank
+        role, roles = self.rank * workers + local, self.world * workers
+        skip = max(0, -(-(self.start_batch - local) // workers)) * self.batch_size
         pending: list[tuple] = []
         epoch = 0
         while True:
-            shards = self._epoch_shards(epoch, role, world)
-            size = sum(self.counts[s] for s in shards)
+            shards, offset, size = self._epoch_plan(epoch, role, roles)
+            if size == 0:
+                raise RuntimeError(f"data role {role} of {roles} has no examples in epoch {epoch}")
             if skip >= size:  # skip a whole epoch without reading it
                 skip -= size
                 epoch += 1
                 continue
             rng = random.Random(f"{self.seed}:{self.stage_index}:{epoch}:{role}")
-            for raw, text, negative in self._plan(shards, rng):
+            for raw, text, negative in self._plan(self._examples(shards, offset, roles), rng):
                 if skip:
                     skip -= 1
                     continue
                 pending.append(self._decode(raw, text, negative))
                 if len(pending) == self.batch_size:
-                    images, texts, matched, text_keys, image_keys = map(
-                        list, zip(*pending, strict=True)
-                    )
-                    yield collate(images, texts, self.encoder, matched, text_keys, image_keys)
+                    yield self._collate(pending)
                     pending = []
             epoch += 1
 
 
 def make_loader(stream: StageStream, num_workers: int, pin_memory: bool = False) -> DataLoader:
-    """A DataLoader over the stream; workers are capped at the shards that hold examples."""
-    workers = min(num_workers, stream.max_workers)
+    """A DataLoader over the stream; workers are capped at the shards each rank can own."""
+    workers = stream.workers_for(num_workers)
     if workers < num_workers:
-        log.info("using %d DataLoader workers (%d shards hold examples)", workers, workers)
+        log.info(
+            "using %d DataLoader workers (%d shards hold examples, %d ranks)",
+            workers,
+            len(stream.shards),
+            stream.world,
+        )
     return DataLoader(
         stream,
         batch_size=None,
         num_workers=workers,
         pin_memory=pin_memory,
         prefetch_factor=2 if workers else None,
+        persistent_workers=False,
         # its own generator: iter() would otherwise draw a base seed from the global RNG that
         # dropout uses, and a resumed run would draw once more than an uninterrupted one
         generator=torch.Generator().manual_seed(stream.seed),

@@ -18,8 +18,9 @@ import torch
 from tqdm import tqdm
 
 from corpora.shards import ShardIndex
+from train.batch import Batch, decode_image, trim
 from train.config import EvalConfig, ModelConfig
-from train.data import FEATURE_PREFIX, Batch, decode_image
+from train.data import FEATURE_PREFIX
 from train.runtime import autocast
 from train.tables import read_text_table
 from train.tasks import PretrainModel
@@ -96,9 +97,10 @@ def score_matrix(
     for start in tqdm(chunks, desc="retrieval pairs", disable=not progress, leave=False):
         pair = torch.arange(start, min(start + batch_size, n_img * n_cap))
         img, cap = pair // n_cap, pair % n_cap
+        fields = {k: v[cap] for k, v in data.texts.items()}
+        fields.update({k: v[img] for k, v in data.images.items()})
         batch = Batch(
-            **{k: v[cap] for k, v in data.texts.items()},
-            **{k: v[img] for k, v in data.images.items()},
+            **trim(fields),  # this chunk's longest text and image, not the set's padding
             matched=torch.ones(len(pair), dtype=torch.bool),
             text_keys=[],
             image_keys=[],

@@ -153,3 +153,16 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     plt.close(fig)
     os.replace(tmp, path)
     return path
+
+
+class NullMetrics:
+    """What ranks other than 0 log to: nothing."""
+
+    def log(self, stage: str, step: int, global_step: int, losses: dict[str, float]) -> None:
+        pass
+
+    def scalar(self, tag: str, value: float, global_step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -33,34 +33,54 @@ class EncoderOutput:
 
 
 class Attention(nn.Module):
-    """Multi-head attention of ``x`` over ``ctx`` + dropout + residual + LayerNorm."""
+    """Multi-head attention + dropout + residual + LayerNorm, with one fused Q/K/V projection.
+
+    ``project(x)`` computes queries, keys and values of a sequence in one matrix product
+    (Linear(H,3H)); ``attend(x, q, k, v, mask)`` finishes the sub-layer for the queries of ``x``.
+    The LXMERT cross-attention module is shared by both directions, so each modality's Q/K/V is
+    projected once and used twice (as queries, and as keys/values of the other direction).
+    """
 
     def __init__(self, hidden: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.heads, self.dropout = heads, dropout
-        self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+        self.qkv = nn.Linear(hidden, 3 * hidden)
         self.out = nn.Linear(hidden, hidden)
         self.norm = nn.LayerNorm(hidden, eps=1e-12)
         self.drop = nn.Dropout(dropout)
 
-    def _split(self, t: torch.Tensor) -> torch.Tensor:  # [B,S,H] -> [B,heads,S,H/heads]
-        b, s, h = t.shape
-        return t.view(b, s, self.heads, h // self.heads).transpose(1, 2)
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B,S,H] -> q, k, v, each [B,heads,S,H/heads]."""
+        b, s, h = x.shape
+        qkv = self.qkv(x).view(b, s, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
-        """x [B,T,H] attends over ctx [B,S,H]; ctx_mask bool [B,S] (True = attend)."""
+    def attend(
+        self,
+        x: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        ctx_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Queries q of x [B,T,H] over keys/values k, v of a context of S positions;
+        ctx_mask bool [B,S] (True = attend) -> [B,T,H]."""
         # a row with nothing to attend to (an image without boxes) attends to its padding
         ctx_mask = ctx_mask | ~ctx_mask.any(dim=1, keepdim=True)
-        q, k, v = (
-            self._split(self.query(x)),
-            self._split(self.key(ctx)),
-            self._split(self.value(ctx)),
-        )
         att = F.scaled_dot_product_attention(
             q, k, v, attn_mask=ctx_mask[:, None, None, :], dropout_p=self.dropout * self.training
         )
         att = att.transpose(1, 2).reshape(x.shape)
         return self.norm(x + self.drop(self.out(att)))
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor) -> torch.Tensor:
+        """x [B,T,H] attends over ctx [B,S,H]; ctx_mask bool [B,S] (True = attend)."""
+        if x is ctx:
+            q, k, v = self.project(x)
+        else:
+            q = self.project(x)[0]
+            _, k, v = self.project(ctx)
+        return self.attend(x, q, k, v, ctx_mask)
 
 
 class FeedForward(nn.Module):
@@ -88,7 +108,10 @@ class CrossLayer(nn.Module):
     def forward(
         self, lang: torch.Tensor, lang_mask: torch.Tensor, vis: torch.Tensor, vis_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lang_x, vis_x = self.cross(lang, vis, vis_mask), self.cross(vis, lang, lang_mask)
+        """lang [B,L,H], lang_mask bool [B,L], vis [B,N,H], vis_mask bool [B,N] -> new lang, vis."""
+        (lq, lk, lv), (vq, vk, vv) = self.cross.project(lang), self.cross.project(vis)
+        lang_x = self.cross.attend(lang, lq, vk, vv, vis_mask)
+        vis_x = self.cross.attend(vis, vq, lk, lv, lang_mask)
         lang_x, vis_x = (
             self.lang_self(lang_x, lang_x, lang_mask),
             self.vis_self(vis_x, vis_x, vis_mask),

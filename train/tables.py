@@ -97,3 +97,13 @@ def split_keys(path: str | os.PathLike, split: str) -> set[str]:
     """Image keys with at least one row whose ``split`` is exactly ``split``."""
     data = _read(path, ["image_id"], optional=("split",))
     return {str(k) for k, s in zip(data["image_id"], data["split"], strict=True) if s == split}
+
+
+def read_region_labels(path: str | os.PathLike) -> dict[str, list[str]]:
+    """image key -> its label names (``image_id``, ``labels`` list<string>; e.g. the token-labels
+    job's output, whose labels are the names of the image's boxes)."""
+    data = _read(path, ["image_id", "labels"])
+    out: dict[str, list[str]] = {}
+    for key, labels in zip(data["image_id"], data["labels"], strict=True):
+        out.setdefault(str(key), []).extend(str(x) for x in labels or [])
+    return out

@@ -106,3 +106,12 @@ def load_label_names(path: str | os.PathLike | None, count: int) -> list[str]:
         return load_vocab(path, count)
     except ValueError as exc:
         raise ValueError(f"{exc} (model.num_objects={count})") from None
+
+
+def label_piece_sets(encoder: TextEncoder, labels: dict[str, list[str]]) -> dict[str, list[int]]:
+    """image key -> sorted distinct WordPiece ids of its label names (the topic tasks' set L)."""
+    out = {}
+    for key, names in labels.items():
+        pieces = encoder.label_pieces(sorted(set(names))) if names else None
+        out[key] = [] if pieces is None else sorted({int(i) for i in pieces.flatten() if i >= 0})
+    return out

@@ -75,6 +75,26 @@ def test_res5_stride_one_dilated_keeps_pool_resolution(test_detector):
     torch.testing.assert_close(feats, heads.res5(pooled).mean(dim=(2, 3)))
 
 
+def test_dilated_res5_receptive_field_is_every_other_cell(test_detector):
+    """Three 3x3 convs dilated by 2 at stride 1: a change at one cell of the 14x14 pooled map
+    reaches only cells at even offsets up to +-6 in each direction (stock res5 would halve the
+    map and mix neighbours)."""
+    res5 = test_detector.model.roi_heads.res5
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1024, 14, 14, generator=gen)
+    bumped = x.clone()
+    bumped[0, :, 5, 6] += 1.0
+    with torch.no_grad():
+        diff = (res5(bumped) - res5(x)).abs().amax(dim=1)[0]
+    changed = diff > 0
+    ys, xs = torch.meshgrid(torch.arange(14), torch.arange(14), indexing="ij")
+    dy, dx = ys - 5, xs - 6
+    reach = (dy % 2 == 0) & (dx % 2 == 0) & (dy.abs() <= 6) & (dx.abs() <= 6)
+    assert changed.shape == (14, 14) and bool(changed[5, 6])
+    assert not bool((changed & ~reach).any())  # nothing outside the dilated reach moves
+    assert bool(changed[11, 6]) or bool(changed[5, 12]) or bool(changed[5, 0])  # reach is 6
+
+
 def test_roipool_quantises_boxes_to_the_stride16_grid(test_detector):
     pooler = test_detector.model.roi_heads.pooler
     op = pooler.level_poolers[0]

@@ -6,11 +6,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
+from torchvision.ops import nms
 
 from corpora.schema import FeatureSample
 from corpora.shards import ShardIndex, iter_raw, shard_urls
 from extract.boxes import BoxSpec, select
 from extract.cli import main
+from extract.preprocess import preprocess
 from extract.run import extract
 from extract.sources import PreparedStream, Ready
 
@@ -82,7 +86,7 @@ def test_given_boxes_mode(image_dir, tmp_path, test_detector):
         '{"key": "img2", "boxes": [[5, 5, 20, 30]]}\n'
     )
     out = tmp_path / "out"
-    manifest = _run(image_dir, out, test_detector, given_boxes=boxes, num_workers=0)
+    manifest = _run(image_dir, out, test_detector, given_boxes=boxes, decode_workers=0)
     assert (manifest["inputs"], manifest["kept"], manifest["rejected"]) == (3, 2, 1)
     assert manifest["steps"]["given_boxes"] == {"rejected": 1}
     samples = _read(out)
@@ -124,7 +128,7 @@ def test_cli(image_dir, tmp_path, vg_labels_dir):
         json.dumps([{"image_id": "img2", "objects": [{"x": 1, "y": 2, "w": 30, "h": 20}]}])
     )
     out = tmp_path / "out"
-    args = ["--images", str(image_dir), "--out", str(out), "--no-progress", "--workers", "0"]
+    args = ["--images", str(image_dir), "--out", str(out), "--no-progress", "--decode-workers", "0"]
     assert main([*args, "--given-boxes", str(boxes), "--boxes", "10-100"]) == 2
     assert main([*args, "--boxes", "given"]) == 2
     assert main([*args, "--checkpoint", str(tmp_path / "none.pkl")]) == 2
@@ -140,3 +144,99 @@ def test_cli(image_dir, tmp_path, vg_labels_dir):
     assert manifest["preset"]["name"] == "demo" and manifest["kept"] == 1
     assert manifest["label_names"] == "vocab files"
     assert _read(out)["img2"].boxes.tolist() == [[1, 2, 31, 22]]
+
+
+@pytest.fixture
+def confident(test_detector):
+    """The test detector with classes 7 and 300 made confident (restored afterwards), so that
+    how many boxes pass max_conf >= 0.2 depends on the image."""
+    bias = test_detector.model.roi_heads.box_predictor.cls_score.bias
+    saved = bias.detach().clone()
+    with torch.no_grad():
+        bias[[7, 300]] += 4.0
+    yield test_detector
+    with torch.no_grad():
+        bias.copy_(saved)
+
+
+def _caffe_loop_max_conf(roi, scale) -> torch.Tensor:
+    """Caffe's generate_tsv loop: NMS 0.3 per class over the raw proposals (legacy +1 widths,
+    as boxes extended by one pixel), each proposal's best surviving class score."""
+    boxes = roi.boxes / scale
+    plus_one = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0])
+    max_conf = torch.zeros(len(boxes))
+    for c in range(roi.cls_probs.shape[1] - 1):
+        scores = roi.cls_probs[:, c]
+        keep = nms(plus_one, scores, 0.3)
+        max_conf[keep] = torch.maximum(max_conf[keep], scores[keep])
+    return max_conf
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(10, 100), (10, 20)])
+def test_adaptive_counts_follow_max_conf_within_the_range(confident, lo, hi):
+    from skimage import data
+
+    counts = []
+    for photo in (data.astronaut(), data.chelsea(), data.coffee(), data.rocket()):
+        image = preprocess(Image.fromarray(photo).resize((64, 48)), **confident.preprocess_kwargs())
+        (roi,) = confident.run([image])
+        sel = select(roi, selection="caffe", spec=BoxSpec(lo, hi), scale_xy=(image.scale_x,) * 2)
+        confident_boxes = int((_caffe_loop_max_conf(roi, image.scale_x) >= 0.2).sum())
+        assert len(sel.index) == min(max(confident_boxes, lo), hi)
+        counts.append(len(sel.index))
+    assert all(lo <= n <= hi for n in counts)
+    if hi == 100:
+        assert len(set(counts)) > 1 and max(counts) > lo  # it adapts to the image
+    else:
+        assert hi in counts  # the cap applies
+
+
+def test_given_boxes_reproduce_the_detection_features(image_dir, tmp_path, test_detector):
+    detected = tmp_path / "detected"
+    _run(image_dir, detected, test_detector)
+    first = _read(detected)
+    lines = [json.dumps({"key": k, "boxes": s.boxes.tolist()}) for k, s in first.items()]
+    (tmp_path / "boxes.jsonl").write_text("\n".join(lines) + "\n")
+    again = tmp_path / "given"
+    _run(image_dir, again, test_detector, given_boxes=tmp_path / "boxes.jsonl")
+    second = _read(again)
+    assert sorted(second) == sorted(first)
+    for key, sample in first.items():
+        np.testing.assert_array_equal(second[key].boxes, sample.boxes)
+        np.testing.assert_allclose(
+            second[key].features.astype(np.float32), sample.features.astype(np.float32), rtol=2e-3
+        )
+        np.testing.assert_array_equal(second[key].obj_ids, sample.obj_ids)
+        np.testing.assert_array_equal(second[key].attr_ids, sample.attr_ids)
+
+
+def test_bf16_run_records_its_deviation_and_cannot_mix_with_fp32(
+    image_dir, tmp_path, test_preset, test_detector
+):
+    from extract.detector import build_detector
+
+    bf16 = build_detector(preset=test_preset, device="cpu", precision="bf16")
+    out = tmp_path / "out"
+    manifest = _run(image_dir, out, bf16, precision="bf16", limit=2)
+    check = manifest["precision_check"]
+    assert manifest["precision"] == "bf16" and check["precision"] == "bf16"
+    assert check["feature_cosine_min"] > 0.99 and check["box_agreement"] >= 0.5
+    assert 0 <= check["object_label_agreement"] <= 1
+    assert all(s.info["precision"] == "bf16" for s in _read(out).values())
+    with pytest.raises(ValueError, match="precision: 'bf16' -> 'fp32'"):
+        _run(image_dir, out, test_detector)
+
+
+def test_several_decode_workers_keep_the_source_order(image_dir, tmp_path, test_detector):
+    for name in ("img4", "img5"):
+        (image_dir / f"{name}.png").write_bytes((image_dir / "img2.png").read_bytes())
+    (image_dir / "img6.jpg").write_bytes(b"broken")
+    one = _run(image_dir, tmp_path / "one", test_detector, decode_workers=0, boxes="10-100")
+    two = _run(image_dir, tmp_path / "two", test_detector, decode_workers=2, boxes="10-100")
+    assert (two["inputs"], two["kept"], two["rejected"]) == (6, 5, 1)
+    assert one["shards"] == two["shards"] == ["features-000000.tar"]
+    keys = [
+        json.loads((tmp_path / d / "features-000000.json").read_text())["keys"]
+        for d in ("one", "two")
+    ]
+    assert keys[0] == keys[1] == ["img1", "img2", "img3", "img4", "img5"]

@@ -131,3 +131,70 @@ def test_malformed_given_boxes_files_fail_with_the_place(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(GivenBoxesError, match=match):
         load_given_boxes(path)
+
+
+def _hostile_folder(tmp_path):
+    """Inputs that break naive decoders, plus the pixel each decodable one must yield."""
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "trunc.jpg").write_bytes(_jpeg(size=(64, 48))[:300])
+    Image.new("1", (10_000, 9_000)).save(folder / "bomb.png")  # 90 Mpx in a ~10 kB file
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(folder / "cmyk.jpg")  # red in CMYK
+    ramp = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
+    Image.fromarray(ramp).save(folder / "gray16.png")  # 16-bit grayscale, 0..64491
+    frames = [Image.new("RGB", (32, 24), c) for c in ((0, 0, 255), (255, 255, 0))]
+    frames[0].save(folder / "anim.webp", save_all=True, append_images=frames[1:], duration=50)
+    frames[0].save(folder / "apng.png", save_all=True, append_images=frames[1:], duration=50)
+    Image.new("RGBA", (30, 20), (0, 200, 0, 0)).save(folder / "alpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 270 degrees when displayed
+    (folder / "rotated.jpg").write_bytes(_jpeg(size=(60, 20), exif=exif.tobytes()))
+    return folder
+
+
+def test_hostile_images_are_rejected_with_a_reason_or_decoded_right(tmp_path):
+    from extract.sources import SourceItem, decode_image
+
+    folder = _hostile_folder(tmp_path)
+    items = {i.key: i for i in _items(folder)}
+    rejected = {k: i.reason for k, i in items.items() if isinstance(i, Rejected)}
+    assert sorted(rejected) == ["bomb", "trunc", "zero"]
+    assert "decompression bomb" in rejected["bomb"] and "90000000 pixels" in rejected["bomb"]
+    assert "UnidentifiedImageError" in rejected["zero"] and "truncated" in rejected["trunc"].lower()
+
+    def pixels(name: str) -> np.ndarray:
+        return np.asarray(decode_image(SourceItem(name, path=folder / name)), dtype=int)
+
+    assert np.abs(pixels("cmyk.jpg")[15, 20] - (255, 0, 0)).max() <= 3
+    gray = pixels("gray16.png")[:, :, 0]
+    assert gray[0, 0] == 0 and 245 <= gray[-1, -1] <= 255  # scaled, not clipped to white
+    lower = decode_image(SourceItem("cmyk", path=folder / "cmyk.jpg"), max_pixels=1200)
+    assert lower.size == (40, 30)
+    with pytest.raises(ValueError, match="decompression bomb: 64x48 = 3072 pixels"):
+        decode_image(SourceItem("gray16", path=folder / "gray16.png"), max_pixels=3000)
+    assert np.all(np.diff(gray.flatten()) >= 0) and len(np.unique(gray)) > 200
+    assert np.abs(pixels("anim.webp")[5, 5] - (0, 0, 255)).max() <= 8  # first frame (lossy)
+    np.testing.assert_array_equal(pixels("apng.png")[5, 5], (0, 0, 255))
+    np.testing.assert_array_equal(pixels("alpha.png")[5, 5], (0, 200, 0))  # alpha dropped
+    assert (items["rotated"].image.width, items["rotated"].image.height) == (20, 60)
+
+
+def test_a_job_over_hostile_images_finishes_and_accounts_for_each(tmp_path, test_detector):
+    from corpora.schema import FeatureSample
+    from corpora.shards import ShardIndex
+    from extract.run import extract
+
+    folder = _hostile_folder(tmp_path)
+    out = tmp_path / "out"
+    manifest = extract(
+        folder, out, preset=test_detector.preset, detector=test_detector, progress=False
+    )
+    assert (manifest["inputs"], manifest["kept"], manifest["rejected"]) == (9, 6, 3)
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert sorted(r["input_id"] for r in rejects) == ["bomb", "trunc", "zero"]
+    assert all(r["step"] == "decode" and r["reason"] for r in rejects)
+    index = ShardIndex(out, "features")
+    rotated = FeatureSample.from_wds(index.get("rotated"))
+    assert (rotated.info["image_w"], rotated.info["image_h"]) == (20, 60)
+    assert rotated.boxes[:, 2].max() <= 20 + 1e-3 and rotated.boxes[:, 3].max() <= 60 + 1e-3

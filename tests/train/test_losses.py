@@ -9,15 +9,15 @@ import pytest
 import torch
 from torch import nn
 
+from train.batch import Batch
 from train.config import ModelConfig
-from train.data import Batch
 from train.model import EncoderOutput, LxmertS
 from train.tasks import TASKS
 from train.tasks.base import TaskSetup, regression
 from train.tasks.itm import itm_loss
 from train.tasks.mlm import mlm_loss, scored_tokens
 from train.tasks.regions import weighted_ce
-from train.tasks.topic import topic_loss, topic_targets
+from train.tasks.topic import detector_pieces, topic_loss, topic_targets
 
 
 def log1pexp(x: float) -> float:
@@ -69,7 +69,9 @@ def test_topic_targets_and_loss_by_hand() -> None:
     obj_ids = torch.tensor([[3, 4]])
     visual_mask = torch.tensor([[True, False]])
     pieces = torch.tensor([[-1, -1], [-1, -1], [-1, -1], [5, 7], [6, -1]])
-    target = topic_targets(input_ids, attention, obj_ids, visual_mask, pieces, 10, [0, 1, 2])
+    target = topic_targets(
+        input_ids, attention, detector_pieces(obj_ids, visual_mask, pieces), 10, [0, 1, 2]
+    )
     assert target.tolist() == [[0, 0, 0, 0, 0, 1, 0, 0, 0, 0]]
     logits = torch.zeros(1, 10)
     logits[0, 5] = 2.0

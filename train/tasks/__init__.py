@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from train.batch import Batch
 from train.config import ModelConfig
-from train.data import Batch
 from train.model import EncoderOutput, build_backbone
 from train.tasks.base import Task, TaskSetup
 from train.tasks.itm import Itm, ItmHs

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.batch import Batch
 from train.config import ModelConfig
-from train.data import Batch
 from train.model import EncoderOutput, init_weights
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from train.batch import Batch
 from train.config import StageConfig
-from train.data import Batch
 from train.text import TextEncoder
 
 # the five non-identity orders of a triplet

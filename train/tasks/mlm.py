@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.data import Batch
+from train.batch import Batch
 from train.model import EncoderOutput
 from train.tasks.base import Task, TaskSetup, Transform, zero_loss
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.data import Batch
+from train.batch import Batch
 from train.model import EncoderOutput, init_weights
 from train.tasks.base import Task, TaskSetup, Transform, regression, zero_loss
 
