@@ -186,6 +186,12 @@ class AssetFactory:
             raise ValueError(name)
         return self._add(Asset(url, body, "image/jpeg" if name == "ad" else "image/png", name))
 
+    def render(self, name: str, image: Image.Image) -> Asset:
+        """A rendered image (``corpora.sample.graphics``) as a JPEG under ``/media/graphics/``."""
+        url = f"{HOST}/media/graphics/{name}.jpg"
+        body = _encode(image.convert("RGB"), quality=WEB_JPEG_QUALITY)
+        return self._add(Asset(url, body, "image/jpeg", name))
+
     def pixel(self, page_slug: str) -> Asset:
         """A 1 x 1 tracking GIF, one URL per page (the same bytes everywhere)."""
         body = _encode(Image.new("P", (1, 1), 0), "GIF", transparency=0)

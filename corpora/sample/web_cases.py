@@ -11,11 +11,22 @@ from __future__ import annotations
 import html
 import random
 
+from corpora.sample.graphics import screenshot, text_page
 from corpora.sample.photos import PHOTOS
 from corpora.sample.records import ImageRecord
 from corpora.sample.web_assets import AssetFactory
 from corpora.sample.web_pages import Page
-from corpora.sample.web_text import ADULT, FILLER, FOREIGN, LONG_TEXT, OOV, SHARED, SPAM, TITLES
+from corpora.sample.web_text import (
+    ADULT,
+    FILLER,
+    FOREIGN,
+    FOREIGN_ALT,
+    LONG_TEXT,
+    OOV,
+    SHARED,
+    SPAM,
+    TITLES,
+)
 
 NEWS_PAGES, BLOG_PAGES, GALLERY_PAGES = 6, 24, 2
 # Scenes shown by kept pairs (each once): news, blog, two per gallery page, one re-posted image.
@@ -253,6 +264,40 @@ class _Web:
                 note=f"page in {lang}",
             )
 
+    def foreign_text(self) -> None:
+        """English pages whose image's only text is in another language."""
+        for n, alt in enumerate(FOREIGN_ALT):
+            page = self.page(f"foreign-alt-{n + 1:02d}")
+            page.p(self.filler(3))
+            page.figure(
+                self.f.image(self.f.take_scene(kept=False)),
+                alt=alt,
+                flag="non_english_text",
+                expect="non_english_text",
+                note="English page, alt text in another language",
+            )
+            page.p(self.filler(2))
+
+    def text_images(self) -> None:
+        """Good English pages whose dominant image is mostly text (LAIT's non-natural filter)."""
+        renders = (
+            ("text-page", text_page(shift=1), "The full text of the club newsletter for this month"),
+            ("text-page-dark", text_page(dark=True, shift=2),
+             "Our quarterly report printed as a single page of text"),
+            ("screenshot", screenshot(), "Screenshot of the order page of our new web shop"),
+        )  # fmt: skip
+        for n, (name, image, alt) in enumerate(renders):
+            page = self.page(f"textimage-{n + 1:02d}")
+            page.p(self.filler(3))
+            page.figure(
+                self.f.render(name, image),
+                alt=alt,
+                flag="non_natural",
+                expect="non_natural",
+                note=f"a rendered {name.replace('-', ' ')}",
+            )
+            page.p(self.filler(2))
+
     def tiny(self) -> None:
         for n, (store, resize, crop) in enumerate(
             (
@@ -376,8 +421,10 @@ def build_pages(factory: AssetFactory, photos: dict[str, ImageRecord], seed: int
         web.photo_pages,
         web.duplicates,
         web.languages,
+        web.foreign_text,
         web.tiny,
         web.text_cases,
+        web.text_images,
         web.shared,
         web.broken,
         web.no_text,

@@ -30,6 +30,8 @@ REASONS = (
     "spam_text",
     "adult_text",
     "oov_text",
+    "non_english_text",
+    "non_natural",
     "shared_description",
     "duplicate_image",
 )
@@ -47,6 +49,10 @@ RULES = {
     "spam_text": "the chosen text is spam (casino, viagra, 'buy now cheap', ...)",
     "adult_text": "the chosen text has adult words (porn, xxx, nude, ...)",
     "oov_text": "most words of the chosen text are not English words",
+    "non_english_text": "the chosen text is in another language than the (English) page: "
+    "its English confidence given an English page is low",
+    "non_natural": "the image is not a natural photo or scene but mostly text (a page of text, "
+    "a screenshot, a quote card): the text-area cue of the non-natural image filter",
     "shared_description": "more than 5 distinct images (by bytes) share the same text "
     "(compared case-insensitively): all of them go",
     "duplicate_image": "the same image bytes are paired with several texts: the pair with the "
@@ -299,6 +305,8 @@ def _checks(c: Candidate) -> list[str]:
         "spam_text": c.flag == "spam_text",
         "adult_text": c.flag == "adult_text",
         "oov_text": c.flag == "oov_text",
+        "non_english_text": c.flag == "non_english_text",
+        "non_natural": c.flag == "non_natural",
     }
     return [r for r in REASONS if fired.get(r)]
 

@@ -81,6 +81,12 @@ ADULT = (
         "Explicit adult content: naked models, porn galleries and xxx pictures. Adults only.",
     ),
 )
+# Alt texts in another language on English pages (the text step's English confidence).
+FOREIGN_ALT = (
+    "Eine alte Katze schläft auf dem warmen Sofa im Wohnzimmer",
+    "Una bicicleta azul apoyada contra la pared de la casa",
+    "Un petit chien noir dort sous la table de la cuisine",
+)
 OOV = "Zorblat quixenfrump vlargish snerdo plooberwick tazzlemorf"
 SHARED = "A beautiful day out with friends and family."
 LONG_TEXT = (

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
+from corpora.sample.graphics import font, quote_card, screenshot, text_page
 from pipeline.common import read_counters
 from pipeline.lait_config import LaitConfig
 from pipeline.lait_filters import (
@@ -27,9 +28,6 @@ from pipeline.lait_filters import (
 )
 from pipeline.lait_models import _package_dir
 
-WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "our",
-         "team", "reviews", "the", "quarterly", "report", "and", "plans", "the", "next",
-         "release", "of", "the", "web", "site")  # fmt: skip
 COLOURS = [(220, 60, 50), (40, 110, 200), (60, 170, 80), (240, 170, 30), (140, 70, 170)]
 
 
@@ -37,48 +35,6 @@ def jpeg(img: Image.Image, quality: int = 85) -> bytes:
     buf = io.BytesIO()
     img.convert("RGB").save(buf, "JPEG", quality=quality)
     return buf.getvalue()
-
-
-def font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
-def text_page(w: int = 640, h: int = 480, dark: bool = False) -> Image.Image:
-    img = Image.new("RGB", (w, h), (20, 30, 60) if dark else (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    for k, y in enumerate(range(16, h - 24, 26)):
-        line = " ".join(WORDS[(k * 3 + i) % len(WORDS)] for i in range(9))
-        d.text(
-            (16, y),
-            line.capitalize(),
-            fill=(235, 235, 235) if dark else (20, 20, 20),
-            font=font(18),
-        )
-    return img
-
-
-def screenshot(w: int = 800, h: int = 600) -> Image.Image:
-    img = Image.new("RGB", (w, h), (246, 246, 246))
-    d = ImageDraw.Draw(img)
-    d.rectangle([0, 0, w, 56], fill=(40, 60, 120))
-    d.text((16, 16), "Home   Products   Blog   About us   Contact", fill="white", font=font(20))
-    d.rectangle([0, 56, 190, h], fill=(225, 225, 232))
-    for i in range(12):
-        d.text((14, 76 + i * 36), f"Menu item {i + 1}", fill=(30, 30, 30), font=font(16))
-    for k, y in enumerate(range(80, h - 80, 28)):
-        line = " ".join(WORDS[(k * 5 + i) % len(WORDS)] for i in range(8))
-        d.text((210, y), line, fill=(15, 15, 15), font=font(16))
-    d.rectangle([210, h - 64, 400, h - 24], fill=(0, 120, 215))
-    d.text((226, h - 56), "Sign up now", fill="white", font=font(18))
-    return img
-
-
-def quote_card() -> Image.Image:
-    img = Image.new("RGB", (600, 400), (250, 220, 90))
-    d = ImageDraw.Draw(img)
-    for i, line in enumerate(("Believe in", "yourself and", "never give up!")):
-        d.text((60, 80 + i * 70), line, fill=(40, 40, 40), font=font(40))
-    return img
 
 
 def chart(kind: str) -> Image.Image:
