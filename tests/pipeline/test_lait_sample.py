@@ -1,8 +1,10 @@
 """The LAIT job on the embedded sample corpus, scored filter by filter against its ground truth.
 
 The sample's cases cover every filter (non-English pages, site chrome, broken and tiny images,
-missing, boilerplate, short/long, spam, adult and made-up texts, a description on seven images,
-re-posted images); each filter must reach precision and recall >= 0.95 on them.
+missing, boilerplate, short/long, spam, adult and made-up texts, alt texts in another language
+on English pages, text images and a screenshot, a description on seven images, re-posted
+images); each filter must reach precision and recall >= 0.95 on them. The adult-image filter
+has no case: the sample ships no such image (``test_lait_filters`` checks its path).
 
 The sample's scenes are flat-colour drawings, which the non-natural filter's default rejects
 (as it should: ``test_lait_filters``); the sample's ground truth keeps them, so this run, like
