@@ -10,14 +10,16 @@ import torch
 from torch import nn
 
 from train.batch import Batch
-from train.config import ModelConfig
+from train.config import ModelConfig, StageConfig
 from train.model import EncoderOutput, LxmertS
-from train.tasks import TASKS
+from train.tasks import TASKS, build_model, needed_corruptions, union_positions
 from train.tasks.base import TaskSetup, regression
+from train.tasks.corrupt import corrupt
 from train.tasks.itm import itm_loss
 from train.tasks.mlm import mlm_loss, scored_tokens
 from train.tasks.regions import weighted_ce
 from train.tasks.topic import detector_pieces, topic_loss, topic_targets
+from train.text import TextEncoder
 
 
 def log1pexp(x: float) -> float:
@@ -163,3 +165,50 @@ def test_nothing_to_score_adds_no_loss(name: str) -> None:
     batch.matched = torch.tensor([False, False])  # conditional masking: no matched pair
     batch.mlm_labels = torch.tensor([[-100, 2000, -100], [-100, 2001, -100]])
     assert task(output(VIS), batch) == {}
+
+
+def test_pretrain_model_losses_equal_those_of_a_full_encoder_pass() -> None:
+    """The model encodes only what its tasks read; every loss and gradient is unchanged."""
+    torch.manual_seed(0)
+    encoder = TextEncoder()
+    cfg = ModelConfig(hidden=16, heads=2, cross_layers=2, intermediate=32, visual_feat_dim=8)
+    names = ["mlm", "mrfr", "moc", "ifrs", "titp", "itm_hs"]
+    model = build_model(cfg, names, encoder, [f"c{i}" for i in range(cfg.num_objects)]).eval()
+    g = torch.Generator().manual_seed(0)
+    b, n, length = 6, 9, 7
+    batch = Batch(
+        input_ids=torch.randint(1000, 5000, (b, length), generator=g),
+        position_ids=torch.arange(length).expand(b, length).clone(),
+        attention_mask=torch.ones(b, length, dtype=torch.bool),
+        feats=torch.rand(b, n, 8, generator=g),
+        boxes=torch.rand(b, n, 4, generator=g),
+        visual_mask=torch.ones(b, n, dtype=torch.bool),
+        obj_ids=torch.randint(0, cfg.num_objects, (b, n), generator=g),
+        obj_conf=torch.rand(b, n, generator=g),
+        attr_ids=torch.randint(0, cfg.num_attributes, (b, n), generator=g),
+        attr_conf=torch.rand(b, n, generator=g),
+        matched=torch.tensor([True, False] * (b // 2)),
+        text_keys=[""] * b,
+        image_keys=[""] * b,
+    )
+    stage = StageConfig(tasks=names, shuffle_prob=0.5, token_mask_prob=0.3, region_mask_prob=0.3)
+    batch = corrupt(batch, needed_corruptions(model.tasks.values()), stage, encoder, g)
+
+    def run(losses: dict) -> tuple[dict, dict]:
+        total = sum(sum(parts.values()) for parts in losses.values())
+        model.zero_grad()
+        total.backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        return {k: {c: v.item() for c, v in parts.items()} for k, parts in losses.items()}, grads
+
+    lang_rows, vis_rows = union_positions(model.tasks[name].positions(batch) for name in names)
+    assert 0 < int(lang_rows.sum()) < lang_rows.numel() and 0 < int(vis_rows.sum()) < n * b
+    pruned, pruned_grads = run(model(batch, names))
+    full_out = model.encode(batch)
+    full, full_grads = run({name: model.tasks[name](full_out, batch) for name in names})
+    assert set(pruned) == set(names) and all(pruned.values())
+    for name, parts in full.items():
+        assert pruned[name] == pytest.approx(parts, rel=1e-5), name
+    assert pruned_grads.keys() == full_grads.keys()
+    for key, grad in full_grads.items():
+        assert torch.allclose(pruned_grads[key], grad, atol=1e-6), key

@@ -4,11 +4,13 @@ Registry contract: ``TASKS[name](name: str, setup: TaskSetup) -> Task``; a ``Tas
 named scalar losses from ``forward(out: EncoderOutput, batch: Batch)`` and declares the input
 corruptions and ITM negatives it needs (see :mod:`train.tasks.base`). One head per task name:
 heads persist across stages (a stage trains the heads of its tasks), so the model of a run holds
-the union of all its stages' tasks.
+the union of all its stages' tasks. The encoder computes only the final states that the step's
+tasks read (the union of their ``positions``), which changes no loss and no gradient.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 from train.batch import Batch
 from train.config import ModelConfig
 from train.model import EncoderOutput, build_backbone
-from train.tasks.base import Task, TaskSetup
+from train.tasks.base import Positions, Task, TaskSetup, pooled_only
 from train.tasks.itm import Itm, ItmHs
 from train.tasks.mlm import Mlm
 from train.tasks.regions import Ifrs, Moc, Mrfr
@@ -35,7 +37,15 @@ TASKS: dict[str, Callable[[str, TaskSetup], Task]] = {
     "itm_hs": ItmHs,
 }
 
-__all__ = ["TASKS", "PretrainModel", "Task", "TaskSetup", "build_model", "check_task_names"]
+__all__ = [
+    "TASKS",
+    "PretrainModel",
+    "Task",
+    "TaskSetup",
+    "build_model",
+    "check_task_names",
+    "union_positions",
+]
 
 
 def check_task_names(names: Iterable[str]) -> None:
@@ -52,7 +62,10 @@ class PretrainModel(nn.Module):
         self.backbone = backbone
         self.tasks = nn.ModuleDict(tasks)
 
-    def encode(self, batch: Batch) -> EncoderOutput:
+    def encode(self, batch: Batch, positions: Positions = (None, None)) -> EncoderOutput:
+        """The encoder's output; ``positions`` (text rows, region rows; None = all) are the
+        final states that will be read, the others may hold NaN."""
+        lang_rows, vis_rows = positions
         return self.backbone(
             batch.input_ids,
             batch.position_ids,
@@ -60,11 +73,15 @@ class PretrainModel(nn.Module):
             batch.feats,
             batch.boxes,
             batch.visual_mask,
+            lang_rows=lang_rows,
+            vis_rows=vis_rows,
         )
 
     def forward(self, batch: Batch, names: list[str]) -> dict[str, dict[str, torch.Tensor]]:
         """One encoder pass, then each named task: task -> {component: scalar loss}."""
-        out = self.encode(batch)
+        out = self.encode(
+            batch, union_positions(self.tasks[name].positions(batch) for name in names)
+        )
         return {name: self.tasks[name](out, batch) for name in names}
 
     def itm_head(self) -> Itm | None:
@@ -79,7 +96,20 @@ class PretrainModel(nn.Module):
         head = self.itm_head()
         if head is None:
             raise ValueError("the model has no ITM head (add itm or itm_hs to a stage)")
-        return head.score(self.encode(batch))
+        return head.score(self.encode(batch, pooled_only(batch)))
+
+
+def union_positions(each: Iterable[Positions]) -> Positions:
+    """The states that any of the tasks reads: element-wise OR, where None (all) wins."""
+    pairs = list(each)
+    if not pairs:
+        return None, None
+    texts, regions = zip(*pairs, strict=True)
+
+    def union(masks: tuple[torch.Tensor | None, ...]) -> torch.Tensor | None:
+        return None if any(m is None for m in masks) else functools.reduce(torch.logical_or, masks)
+
+    return union(texts), union(regions)
 
 
 def needed_corruptions(tasks: Iterable[Task]) -> set[str]:

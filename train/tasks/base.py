@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,6 +13,9 @@ from torch import nn
 from train.batch import Batch
 from train.config import ModelConfig
 from train.model import EncoderOutput, init_weights
+
+# (text rows bool [B,L] | None, region rows bool [B,N] | None); None = every position
+Positions = tuple[torch.Tensor | None, torch.Tensor | None]
 
 
 @dataclass
@@ -37,6 +41,10 @@ class Task(nn.Module):
     ``"shuffle"``, applied by :func:`train.tasks.corrupt.corrupt` before the forward pass);
     ``negatives`` says whether the data stream must replace images (``"hard"``/``"random"``).
     Reconstruction losses are computed on matched pairs only (conditional masking).
+
+    ``positions(batch)`` names the final encoder states the task reads, so that the encoder
+    can skip the last layer's work everywhere else (:mod:`train.model`); the default, every
+    position, is always safe. A task must not read a state it did not name (it holds NaN).
     """
 
     corruptions: ClassVar[frozenset[str]] = frozenset()
@@ -49,6 +57,16 @@ class Task(nn.Module):
     def forward(self, out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def positions(self, batch: Batch) -> Positions:
+        """(text rows bool [B,L], region rows bool [B,N]) of ``out.lang``/``out.vis`` that
+        ``forward`` reads, None = all. ``out.pooled`` is always available."""
+        return None, None
+
+
+def pooled_only(batch: Batch) -> Positions:
+    """Positions of a task that reads only the pooled output: no text or region state."""
+    return torch.zeros_like(batch.attention_mask), torch.zeros_like(batch.visual_mask)
+
 
 class Transform(nn.Sequential):
     """BERT's prediction-head transform: Linear(H,H) -> GELU -> LayerNorm. [*,H] -> [*,H]."""
@@ -56,6 +74,20 @@ class Transform(nn.Sequential):
     def __init__(self, hidden: int) -> None:
         super().__init__(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden, eps=1e-12))
         self.apply(init_weights)
+
+
+def wide_head(x: torch.Tensor) -> tuple[torch.Tensor, contextlib.AbstractContextManager]:
+    """(input, context) for a head whose weight spans the vocabulary ([V,H], 94 MB at V=30522).
+
+    Under bf16 autocast on a CPU such a head runs in float32: autocast would cast the whole
+    weight to bf16 at every step and its gradient back to float32 (two passes over 94 MB each,
+    measured at 40-70 ms apiece on 2 cores), more than the float32 product costs for the few
+    dozen to few hundred rows a head scores per batch. On GPUs casts are cheap and autocast
+    stays. x [*,H] -> (x as float32 or as is, the context to run the head in).
+    """
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return x.float(), torch.autocast("cpu", enabled=False)
+    return x, contextlib.nullcontext()
 
 
 def zero_loss(like: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch import nn
 
 from train.batch import Batch
 from train.model import EncoderOutput, init_weights
-from train.tasks.base import Task, TaskSetup
+from train.tasks.base import Positions, Task, TaskSetup, pooled_only
 
 
 def itm_loss(logits: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
@@ -38,6 +38,9 @@ class Itm(Task):
 
     def forward(self, out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
         return {self.name: itm_loss(self.score(out), batch.matched)}
+
+    def positions(self, batch: Batch) -> Positions:
+        return pooled_only(batch)
 
 
 class ItmHs(Itm):

@@ -12,7 +12,7 @@ from torch import nn
 
 from train.batch import Batch
 from train.model import EncoderOutput, init_weights
-from train.tasks.base import Task, TaskSetup, Transform, regression, zero_loss
+from train.tasks.base import Positions, Task, TaskSetup, Transform, regression, zero_loss
 
 
 def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -24,6 +24,13 @@ def weighted_ce(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tens
         return zero_loss(logits)
     ce = F.cross_entropy(logits.float(), targets, reduction="none")
     return (ce * weights.float()).mean()
+
+
+def region_positions(batch: Batch, regions: torch.Tensor | None) -> Positions:
+    """No text state; the given regions (bool [B,N]) of matched pairs (None: unknown, all)."""
+    if regions is None:
+        return None, None
+    return torch.zeros_like(batch.attention_mask), regions & batch.matched[:, None]
 
 
 def _regression_head(hidden: int, out_dim: int) -> nn.Sequential:
@@ -54,6 +61,9 @@ class Mrfr(Task):
             return {}
         pred = self.head(out.vis[scored])  # only the scored regions: [M,H] -> [M,D]
         return {self.name: regression(pred, batch.feats_orig[scored], self.kind)}
+
+    def positions(self, batch: Batch) -> Positions:
+        return region_positions(batch, batch.region_mask)
 
 
 class Moc(Task):
@@ -91,6 +101,9 @@ class Moc(Task):
             )
         return losses
 
+    def positions(self, batch: Batch) -> Positions:
+        return region_positions(batch, batch.region_mask)
+
 
 class Ifrs(Task):
     """MSP's IFRS: regions of shuffled triplets regress the clean feature of their position
@@ -115,3 +128,6 @@ class Ifrs(Task):
             return {}
         pred = self.head(out.vis[scored])
         return {self.name: regression(pred, batch.feats_orig[scored], "l2")}
+
+    def positions(self, batch: Batch) -> Positions:
+        return region_positions(batch, batch.shuffled)

@@ -24,7 +24,7 @@ from torch import nn
 
 from train.batch import Batch
 from train.model import EncoderOutput, init_weights
-from train.tasks.base import Task, TaskSetup
+from train.tasks.base import Positions, Task, TaskSetup, pooled_only, wide_head
 
 PRIOR_POSITIVES = 3.0  # expected topic words per pair, for the bias initialisation
 
@@ -91,4 +91,10 @@ class Topic(Task):
         return topic_targets(clean, batch.attention_mask, pieces, self.vocab_size, self.special_ids)
 
     def forward(self, out: EncoderOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        return {self.name: topic_loss(self.head(out.pooled), self.targets(batch))}
+        h, precision = wide_head(out.pooled)
+        with precision:
+            logits = self.head(h)
+        return {self.name: topic_loss(logits, self.targets(batch))}
+
+    def positions(self, batch: Batch) -> Positions:
+        return pooled_only(batch)
